@@ -1,0 +1,106 @@
+"""Settings, read once from the environment into one immutable object.
+
+Every variable the functions read is listed here, with its default:
+
+==========================  ====================================================  ==================
+Variable                    Meaning                                               Default
+==========================  ====================================================  ==================
+GOOGLE_CLOUD_PROJECT        project that owns the topics                          ``local-project``
+TM_WINDOWS_TOPIC            topic id fanout publishes window messages to          ``windows``
+TM_WORK_URL                 where manifests, tiles and error records go           ``gs://tm-work``
+                            (the bucket the mosaic trigger watches)
+TM_RESULTS_URL              default output location of mosaics                    ``gs://tm-results``
+TM_ALLOW_LOCAL_PATHS        accept local file paths as inputs (local cloud only)  ``false``
+TM_MAX_INPUTS               most inputs one job may have                          ``1000``
+TM_MAX_REQUEST_BYTES        largest fanout request body                           ``1048576``
+TM_MAX_EVENT_AGE_SECONDS    median drops events older than this                   ``86400``
+TM_READ_THREADS             threads reading scenes concurrently                   ``16``
+TM_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR                         ``INFO``
+==========================  ====================================================  ==================
+
+GDAL's own variables (CPL_MACHINE_IS_GCE, CPL_GS_ENDPOINT, GS_NO_SIGN_REQUEST, GDAL_CACHEMAX...)
+are passed to GDAL as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Mapping
+
+from .errors import InvalidRequest
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidRequest(f"{name} must be true or false, got {value!r}")
+
+
+def _int(name: str, value: str, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise InvalidRequest(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of the functions; build it with :meth:`from_env`."""
+
+    project: str = "local-project"
+    windows_topic: str = "windows"
+    work_url: str = "gs://tm-work"
+    results_url: str = "gs://tm-results"
+    allow_local_paths: bool = False
+    max_inputs: int = 1000
+    max_request_bytes: int = 1 << 20
+    max_event_age_seconds: int = 86400
+    read_threads: int = 16
+    log_level: str = "INFO"
+
+    @property
+    def topic_path(self) -> str:
+        return f"projects/{self.project}/topics/{self.windows_topic}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read the variables listed in this module's docstring; raise InvalidRequest on bad values."""
+        env = os.environ if environ is None else environ
+        defaults = {f.name: f.default for f in fields(cls)}
+        level = env.get("TM_LOG_LEVEL", defaults["log_level"]).upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise InvalidRequest(f"TM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        return cls(
+            project=env.get("GOOGLE_CLOUD_PROJECT") or defaults["project"],
+            windows_topic=env.get("TM_WINDOWS_TOPIC", defaults["windows_topic"]),
+            work_url=env.get("TM_WORK_URL", defaults["work_url"]).rstrip("/"),
+            results_url=env.get("TM_RESULTS_URL", defaults["results_url"]).rstrip("/"),
+            allow_local_paths=_bool("TM_ALLOW_LOCAL_PATHS", env.get("TM_ALLOW_LOCAL_PATHS", "false")),
+            max_inputs=_int("TM_MAX_INPUTS", env.get("TM_MAX_INPUTS", str(defaults["max_inputs"]))),
+            max_request_bytes=_int(
+                "TM_MAX_REQUEST_BYTES", env.get("TM_MAX_REQUEST_BYTES", str(defaults["max_request_bytes"]))
+            ),
+            max_event_age_seconds=_int(
+                "TM_MAX_EVENT_AGE_SECONDS",
+                env.get("TM_MAX_EVENT_AGE_SECONDS", str(defaults["max_event_age_seconds"])),
+            ),
+            read_threads=_int("TM_READ_THREADS", env.get("TM_READ_THREADS", str(defaults["read_threads"]))),
+            log_level=level,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,396 @@
+"""Per-pixel temporal medians of a (T, 3, h, w) uint8 stack: the luminance and per-band kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from .errors import InvalidRequest
+
+METHODS = ("luminance", "per-band")
+DEFAULT_METHOD = "luminance"
+
+#: Pixels handled together along a row. The selection passes run over a whole block at once
+#: (x innermost), so each inner loop has a constant trip count LLVM turns into SIMD code, and
+#: the ``T`` cache lines of one band read per block are reused by neighbouring pixels.
+_BLOCK = 64
+#: Luminance of an invalid sample: above every valid R+G+B (<= 762), so counting never sees it.
+_LUM_INVALID = 1023
+#: Binary-search steps that shrink [0, 1023] to one luminance value, and [0, 255] to one band value.
+_LUM_STEPS = 10
+_BAND_STEPS = 8
+#: Largest T: per-pixel counts are uint16.
+MAX_SAMPLES = 65535
+#: Bytes of a non-contiguous stack copied at once into a contiguous strip.
+_STRIP_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class MedianResult:
+    """The composite of one stack.
+
+    Attributes
+    ----------
+    rgb : numpy.ndarray
+        (3, h, w) uint8; pixels without any valid sample are (0, 0, 0).
+    count : numpy.ndarray
+        (h, w) uint16: number of valid samples per pixel.
+    """
+
+    rgb: np.ndarray
+    count: np.ndarray
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it names a median method.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+
+    Returns
+    -------
+    str
+        The same method name.
+
+    Raises
+    ------
+    InvalidRequest
+        If ``method`` is not one of :data:`METHODS`.
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise InvalidRequest(f"unknown median method {method!r}; valid methods are {', '.join(METHODS)}")
+    return method
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels. Each parallel loop runs over rows; one row is cut into blocks of _BLOCK pixels and
+# every pass loops over the samples (outer) and the block's pixels (inner, constant length).
+# Selection is a per-pixel binary search on the value: "how many valid samples are <= mid?" is
+# one branch-free counting pass, so 10 passes find the k-th luminance and 8 the k-th band value,
+# with O(T * block) scratch per row and no sort.
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _luminance_kernel(stack, rgb, count):  # pragma: no cover - compiled
+    n_samples = stack.shape[0]
+    height = stack.shape[2]
+    width = stack.shape[3]
+    for y in prange(height):
+        lum = np.empty((n_samples, _BLOCK), np.uint16)
+        valid_n = np.empty(_BLOCK, np.uint16)
+        rank = np.empty(_BLOCK, np.uint16)
+        lo = np.empty(_BLOCK, np.uint16)
+        hi = np.empty(_BLOCK, np.uint16)
+        mid = np.empty(_BLOCK, np.uint16)
+        below = np.empty(_BLOCK, np.uint16)
+        seen = np.empty(_BLOCK, np.uint16)
+        pick = np.empty(_BLOCK, np.uint16)
+        hits = np.empty(_BLOCK, np.uint16)
+        for x0 in range(0, width, _BLOCK):
+            nx = min(_BLOCK, width - x0)
+            valid_n[:] = 0
+            lum[:, nx:] = _LUM_INVALID
+            # Pass 1: each sample's luminance, once; invalid samples get a value above all others.
+            for t in range(n_samples):
+                red = stack[t, 0, y, x0:x0 + nx]
+                green = stack[t, 1, y, x0:x0 + nx]
+                blue = stack[t, 2, y, x0:x0 + nx]
+                row = lum[t]
+                for x in range(nx):
+                    r = np.uint16(red[x])
+                    g = np.uint16(green[x])
+                    b = np.uint16(blue[x])
+                    # uint8 wrap: v - 1 < 254 exactly when 1 <= v <= 254.
+                    ok = (
+                        (np.uint8(red[x] - np.uint8(1)) < 254)
+                        & (np.uint8(green[x] - np.uint8(1)) < 254)
+                        & (np.uint8(blue[x] - np.uint8(1)) < 254)
+                    )
+                    row[x] = (r + g + b) if ok else _LUM_INVALID
+                    valid_n[x] += ok
+            # Binary search per pixel for v = the k-th smallest luminance, k = n // 2, keeping
+            # below = #(lum < v) so the stable tie-break can be resolved in one more pass.
+            for x in range(_BLOCK):
+                rank[x] = valid_n[x] >> 1
+                lo[x] = 0
+                hi[x] = _LUM_INVALID
+                below[x] = 0
+            for _ in range(_LUM_STEPS):
+                for x in range(_BLOCK):
+                    mid[x] = (lo[x] + hi[x]) >> 1
+                    hits[x] = 0
+                for t in range(n_samples):
+                    row = lum[t]
+                    for x in range(_BLOCK):
+                        hits[x] += row[x] <= mid[x]
+                for x in range(_BLOCK):
+                    if hits[x] > rank[x]:
+                        hi[x] = mid[x]
+                    else:
+                        lo[x] = mid[x] + 1
+                        below[x] = hits[x]
+            # Ties: the wanted sample is the (k - below)-th one, in acquisition order, whose
+            # luminance equals v.
+            for x in range(_BLOCK):
+                rank[x] = rank[x] - below[x]
+                seen[x] = 0
+                pick[x] = 0
+            for t in range(n_samples):
+                row = lum[t]
+                for x in range(_BLOCK):
+                    same = row[x] == lo[x]
+                    pick[x] = t if (same & (seen[x] == rank[x])) else pick[x]
+                    seen[x] += same
+            for x in range(nx):
+                count[y, x0 + x] = valid_n[x]
+                if valid_n[x] == 0:
+                    rgb[0, y, x0 + x] = 0
+                    rgb[1, y, x0 + x] = 0
+                    rgb[2, y, x0 + x] = 0
+                else:
+                    t = pick[x]
+                    rgb[0, y, x0 + x] = stack[t, 0, y, x0 + x]
+                    rgb[1, y, x0 + x] = stack[t, 1, y, x0 + x]
+                    rgb[2, y, x0 + x] = stack[t, 2, y, x0 + x]
+
+
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _per_band_kernel(stack, rgb, count):  # pragma: no cover - compiled
+    n_samples = stack.shape[0]
+    height = stack.shape[2]
+    width = stack.shape[3]
+    for y in prange(height):
+        vals = np.empty((3, n_samples, _BLOCK), np.uint8)
+        valid_n = np.empty(_BLOCK, np.uint16)
+        rank = np.empty(_BLOCK, np.uint16)
+        lo = np.empty(_BLOCK, np.uint8)
+        hi = np.empty(_BLOCK, np.uint8)
+        mid = np.empty(_BLOCK, np.uint8)
+        le_hi = np.empty(_BLOCK, np.uint16)
+        hits = np.empty(_BLOCK, np.uint16)
+        nxt = np.empty(_BLOCK, np.uint8)
+        for x0 in range(0, width, _BLOCK):
+            nx = min(_BLOCK, width - x0)
+            valid_n[:] = 0
+            vals[:, :, nx:] = 255
+            # Pass 1: copy each band's valid values; invalid samples get 255 in every band,
+            # which is above every valid value, so counting "<= mid" never sees them.
+            for t in range(n_samples):
+                red = stack[t, 0, y, x0:x0 + nx]
+                green = stack[t, 1, y, x0:x0 + nx]
+                blue = stack[t, 2, y, x0:x0 + nx]
+                out_r = vals[0, t]
+                out_g = vals[1, t]
+                out_b = vals[2, t]
+                for x in range(nx):
+                    r = red[x]
+                    g = green[x]
+                    b = blue[x]
+                    ok = (
+                        (np.uint8(r - np.uint8(1)) < 254)
+                        & (np.uint8(g - np.uint8(1)) < 254)
+                        & (np.uint8(b - np.uint8(1)) < 254)
+                    )
+                    out_r[x] = r if ok else np.uint8(255)
+                    out_g[x] = g if ok else np.uint8(255)
+                    out_b[x] = b if ok else np.uint8(255)
+                    valid_n[x] += ok
+            for band in range(3):
+                bvals = vals[band]
+                # Lower middle value v1 = the k1-th smallest, k1 = (n - 1) // 2, by binary search;
+                # le_hi tracks #(values <= hi) so we know whether the upper middle equals v1.
+                for x in range(_BLOCK):
+                    rank[x] = (valid_n[x] - 1) >> 1 if valid_n[x] > 0 else 0
+                    lo[x] = 0
+                    hi[x] = 255
+                    le_hi[x] = valid_n[x]
+                for _ in range(_BAND_STEPS):
+                    for x in range(_BLOCK):
+                        mid[x] = (np.uint16(lo[x]) + np.uint16(hi[x])) >> 1
+                        hits[x] = 0
+                    for t in range(n_samples):
+                        row = bvals[t]
+                        for x in range(_BLOCK):
+                            hits[x] += row[x] <= mid[x]
+                    for x in range(_BLOCK):
+                        if hits[x] > rank[x]:
+                            hi[x] = mid[x]
+                            le_hi[x] = hits[x]
+                        else:
+                            lo[x] = mid[x] + 1
+                # Upper middle value v2 (index n // 2): v1 again when enough samples equal v1,
+                # else the smallest value above v1.
+                for x in range(_BLOCK):
+                    nxt[x] = 255
+                for t in range(n_samples):
+                    row = bvals[t]
+                    for x in range(_BLOCK):
+                        v = row[x]
+                        nxt[x] = v if ((v > lo[x]) & (v < nxt[x])) else nxt[x]
+                for x in range(nx):
+                    n = valid_n[x]
+                    if n == 0:
+                        rgb[band, y, x0 + x] = 0
+                    else:
+                        v1 = np.uint16(lo[x])
+                        v2 = v1 if le_hi[x] > (n >> 1) else np.uint16(nxt[x])
+                        rgb[band, y, x0 + x] = (v1 + v2) >> 1
+            for x in range(nx):
+                count[y, x0 + x] = valid_n[x]
+
+
+_KERNELS = {"luminance": _luminance_kernel, "per-band": _per_band_kernel}
+
+
+# --------------------------------------------------------------------------------------------
+# Python entry points: validation, layout handling, output arrays.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_stack(stack: np.ndarray) -> np.ndarray:
+    if not isinstance(stack, np.ndarray):
+        raise InvalidRequest(f"stack must be a numpy array, got {type(stack).__name__}")
+    if stack.dtype != np.uint8:
+        raise InvalidRequest(f"stack must have dtype uint8, got {stack.dtype}")
+    if stack.ndim != 4 or stack.shape[1] != 3:
+        raise InvalidRequest(f"stack must have shape (T, 3, h, w), got {stack.shape}")
+    if not 1 <= stack.shape[0] <= MAX_SAMPLES:
+        raise InvalidRequest(f"stack must hold 1 to {MAX_SAMPLES} samples, got T={stack.shape[0]}")
+    return stack
+
+
+def _check_out(out, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    if out is None:
+        return np.empty((3, height, width), np.uint8), np.empty((height, width), np.uint16)
+    try:
+        rgb, count = out
+    except (TypeError, ValueError):
+        raise InvalidRequest("out must be a pair (rgb, count) of numpy arrays") from None
+    for name, arr, shape, dtype in (
+        ("rgb", rgb, (3, height, width), np.uint8),
+        ("count", count, (height, width), np.uint16),
+    ):
+        if not isinstance(arr, np.ndarray):
+            raise InvalidRequest(f"out {name} must be a numpy array, got {type(arr).__name__}")
+        if arr.shape != shape or arr.dtype != dtype:
+            raise InvalidRequest(
+                f"out {name} must be {np.dtype(dtype).name} of shape {shape}, got {arr.dtype} of shape {arr.shape}"
+            )
+        if not arr.flags.writeable:
+            raise InvalidRequest(f"out {name} is read-only")
+    return rgb, count
+
+
+def _run(kernel, stack: np.ndarray, out) -> MedianResult:
+    _check_stack(stack)
+    n_samples, _, height, width = stack.shape
+    rgb, count = _check_out(out, height, width)
+    if height == 0 or width == 0:
+        return MedianResult(rgb, count)
+    # The kernels are compiled for C-contiguous arrays only (one specialisation each keeps cold
+    # start short); other layouts go through bounded contiguous copies, never a whole-stack copy.
+    direct_out = rgb.flags.c_contiguous and count.flags.c_contiguous
+    if stack.flags.c_contiguous:
+        if direct_out:
+            kernel(stack, rgb, count)
+        else:
+            tmp_rgb = np.empty((3, height, width), np.uint8)
+            tmp_count = np.empty((height, width), np.uint16)
+            kernel(stack, tmp_rgb, tmp_count)
+            rgb[...] = tmp_rgb
+            count[...] = tmp_count
+        return MedianResult(rgb, count)
+    rows = max(1, _STRIP_BYTES // max(1, n_samples * 3 * width))
+    for y0 in range(0, height, rows):
+        y1 = min(height, y0 + rows)
+        strip = np.ascontiguousarray(stack[:, :, y0:y1, :])
+        strip_rgb = np.empty((3, y1 - y0, width), np.uint8)
+        strip_count = np.empty((y1 - y0, width), np.uint16)
+        kernel(strip, strip_rgb, strip_count)
+        rgb[:, y0:y1, :] = strip_rgb
+        count[y0:y1, :] = strip_count
+    return MedianResult(rgb, count)
+
+
+def luminance_median(stack: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None) -> MedianResult:
+    """Per-pixel luminance median: the RGB of the middle valid sample ordered by (R+G+B, time).
+
+    A sample is valid when none of its bands is 0 (nodata) or 255 (saturated). The valid
+    samples of a pixel are sorted by (R+G+B, acquisition index) and the one at index
+    ``count // 2`` is output whole, so the result is always an observed colour.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        (T, 3, h, w) uint8, samples in acquisition order, 1 <= T <= 65535. Any memory layout.
+    out : tuple of numpy.ndarray, optional
+        Preallocated ``(rgb, count)``: (3, h, w) uint8 and (h, w) uint16, possibly views into
+        bigger arrays. Written in place and wrapped in the result.
+
+    Returns
+    -------
+    MedianResult
+        ``rgb`` is (0, 0, 0) where a pixel has no valid sample; ``count`` is its valid samples.
+
+    Raises
+    ------
+    InvalidRequest
+        If ``stack`` or ``out`` has the wrong type, shape or dtype.
+    """
+    return _run(_luminance_kernel, stack, out)
+
+
+def per_band_median(stack: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None) -> MedianResult:
+    """Per-pixel, per-band median over the valid samples.
+
+    Validity is as in :func:`luminance_median`. Each band's values over the valid samples are
+    ranked separately; with an even count the output is the floor of the mean of the two
+    middle values.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        (T, 3, h, w) uint8, samples in acquisition order, 1 <= T <= 65535. Any memory layout.
+    out : tuple of numpy.ndarray, optional
+        Preallocated ``(rgb, count)`` as in :func:`luminance_median`.
+
+    Returns
+    -------
+    MedianResult
+        ``rgb`` is 0 in every band where a pixel has no valid sample.
+
+    Raises
+    ------
+    InvalidRequest
+        If ``stack`` or ``out`` has the wrong type, shape or dtype.
+    """
+    return _run(_per_band_kernel, stack, out)
+
+
+def compute_median(stack: np.ndarray, method: str = DEFAULT_METHOD, out=None) -> MedianResult:
+    """Median of ``stack`` by ``method``, one of :data:`METHODS`.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        (T, 3, h, w) uint8 in acquisition order.
+    method : str
+        ``"luminance"`` (default) or ``"per-band"``.
+    out : tuple of numpy.ndarray, optional
+        Preallocated ``(rgb, count)``.
+
+    Returns
+    -------
+    MedianResult
+
+    Raises
+    ------
+    InvalidRequest
+        On an unknown method or a bad stack or ``out``.
+    """
+    return _run(_KERNELS[check_method(method)], stack, out)

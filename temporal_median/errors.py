@@ -66,3 +66,35 @@ class StorageUnavailable(TransientError):
     """Storage answered with an error worth retrying, or could not be reached."""
 
     code = "storage_unavailable"
+
+
+class JobConflict(InvalidRequest):
+    """A job id is already used by a job with other inputs or parameters."""
+
+    code = "job_conflict"
+
+
+#: HTTP status for each error type, most specific first; the one table the HTTP layer uses.
+HTTP_STATUS: tuple[tuple[type, int], ...] = (
+    (RequestTooLarge, 413),
+    (JobConflict, 409),
+    (JobNotFound, 404),
+    (PermanentError, 400),
+    (TransientError, 503),
+    (TemporalMedianError, 500),
+)
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for an exception (500 for anything that is not ours)."""
+    for kind, status in HTTP_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_body(exc: BaseException) -> dict:
+    """The JSON error body: {"error": {"code", "message"}}; internals of foreign errors are not leaked."""
+    if isinstance(exc, TemporalMedianError):
+        return {"error": {"code": exc.code, "message": str(exc)}}
+    return {"error": {"code": "internal", "message": "internal error; see the function's logs"}}

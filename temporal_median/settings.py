@@ -14,6 +14,9 @@ TM_ALLOW_LOCAL_PATHS        accept local file paths as inputs (local cloud only)
 TM_MAX_INPUTS               most inputs one job may have                          ``1000``
 TM_MAX_REQUEST_BYTES        largest fanout request body                           ``1048576``
 TM_MAX_EVENT_AGE_SECONDS    median drops events older than this                   ``86400``
+TM_MAX_DELIVERY_ATTEMPTS    the subscription's max delivery attempts: a tile      ``5``
+                            failing that often counts as failed in job status
+TM_MOSAIC_LOCK_SECONDS      a mosaic lock older than this is taken over           ``1800``
 TM_READ_THREADS             threads reading scenes concurrently                   ``16``
 TM_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR                         ``INFO``
 ==========================  ====================================================  ==================
@@ -66,6 +69,8 @@ class Settings:
     max_inputs: int = 1000
     max_request_bytes: int = 1 << 20
     max_event_age_seconds: int = 86400
+    max_delivery_attempts: int = 5
+    mosaic_lock_seconds: int = 1800
     read_threads: int = 16
     log_level: str = "INFO"
 
@@ -94,6 +99,13 @@ class Settings:
             max_event_age_seconds=_int(
                 "TM_MAX_EVENT_AGE_SECONDS",
                 env.get("TM_MAX_EVENT_AGE_SECONDS", str(defaults["max_event_age_seconds"])),
+            ),
+            max_delivery_attempts=_int(
+                "TM_MAX_DELIVERY_ATTEMPTS",
+                env.get("TM_MAX_DELIVERY_ATTEMPTS", str(defaults["max_delivery_attempts"])),
+            ),
+            mosaic_lock_seconds=_int(
+                "TM_MOSAIC_LOCK_SECONDS", env.get("TM_MOSAIC_LOCK_SECONDS", str(defaults["mosaic_lock_seconds"]))
             ),
             read_threads=_int("TM_READ_THREADS", env.get("TM_READ_THREADS", str(defaults["read_threads"]))),
             log_level=level,

@@ -1,0 +1,163 @@
+"""The mosaic function's core: when the last tile of a job lands, build its results exactly once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+
+from . import storage
+from .errors import TemporalMedianError
+from .jobs import JobPaths, Manifest, parse_tile_object, parse_time, isoformat, utcnow
+from .logs import get_logger
+from .settings import Settings
+from .storage import GsUrl
+
+log = get_logger("temporal_median.mosaic")
+
+IGNORED = "ignored"
+WAITING = "waiting"
+LOCKED = "locked"
+ALREADY_COMPLETE = "already-complete"
+CANCELLED = "cancelled"
+BUILT = "built"
+
+OUTPUTS = {"median.tif": "image/tiff", "median.vrt": "application/xml", "quicklook.png": "image/png"}
+
+
+def _job_of_object(work: GsUrl, bucket: str, name: str) -> str | None:
+    """The job a finalized object may complete: one of its tiles, or fanout's resume marker."""
+    parsed = parse_tile_object(work, bucket, name)
+    if parsed:
+        return parsed[0]
+    prefix = f"{work.key.strip('/')}/" if work.key.strip("/") else ""
+    if bucket == work.bucket and name.startswith(prefix + "jobs/") and name.endswith("/resume.json"):
+        parts = name[len(prefix) :].split("/")
+        if len(parts) == 3:
+            return parts[1]
+    return None
+
+
+def handle_object(bucket: str, name: str, settings: Settings) -> str:
+    """React to one finalized object; build the job's results if it was the last missing tile.
+
+    Objects that are not tiles (manifests, error records, locks, results) are ignored, so the
+    function's own writes never loop. Races between finalize events, and redeliveries, end in
+    exactly one build: the builder holds a lock object created with ifGenerationMatch=0.
+    """
+    work = GsUrl.parse(settings.work_url)
+    job_id = _job_of_object(work, bucket, name)
+    if job_id is None:
+        return IGNORED
+    context = {"job_id": job_id}
+    paths = JobPaths.of(settings.work_url, job_id)
+    data = storage.read_json(paths.manifest)
+    if data is None:
+        log.warning(f"object {name} belongs to no known job", extra=context)
+        return IGNORED
+    manifest = Manifest.from_dict(data)
+    record_url = manifest.results.join("job.json")
+    if storage.exists(record_url):
+        return ALREADY_COMPLETE
+    if storage.exists(paths.cancelled):
+        log.info("job cancelled: no mosaic", extra=context)
+        return CANCELLED
+    tiles = {info.url.key.rsplit("/", 1)[-1]: info for info in storage.list_objects(paths.tiles)}
+    expected = {f"{tile}.tif" for tile in manifest.grid.tile_ids()}
+    missing = expected - set(tiles)
+    if missing:
+        log.debug(f"{len(expected) - len(missing)} of {len(expected)} tiles present", extra=context)
+        return WAITING
+    lock_generation = _take_lock(paths, settings)
+    if lock_generation is None:
+        log.info("another invocation is building the mosaic", extra=context)
+        return LOCKED
+    try:
+        if storage.exists(record_url):
+            return ALREADY_COMPLETE
+        _build(manifest, paths, [tiles[name] for name in sorted(expected)], record_url)
+    except BaseException as exc:
+        storage.put_json(
+            paths.mosaic_error,
+            {"error": str(exc) if isinstance(exc, TemporalMedianError) else f"{type(exc).__name__}: {exc}",
+             "time": isoformat(utcnow())},
+        )
+        # Release the lock so the retried event can take it again.
+        storage.delete(paths.lock, if_generation=lock_generation)
+        log.error(f"mosaic failed, the event will be retried: {exc}", extra=context)
+        raise
+    storage.delete(paths.mosaic_error)
+    return BUILT
+
+
+def _take_lock(paths: JobPaths, settings: Settings) -> int | None:
+    """Create the lock object; take over one older than TM_MOSAIC_LOCK_SECONDS. Its generation, or None."""
+    body = {"holder": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}", "time": isoformat(utcnow())}
+    if storage.create_json(paths.lock, body):
+        return storage.generation(paths.lock)
+    held = storage.read_json(paths.lock)
+    generation = storage.generation(paths.lock)
+    if held is None or generation is None:
+        return None  # released meanwhile: the next event retries
+    age = (utcnow() - parse_time(held.get("time", "1970-01-01T00:00:00Z"))).total_seconds()
+    if age <= settings.mosaic_lock_seconds:
+        return None
+    # A builder that died (out of memory, timeout) left a stale lock: take it over atomically.
+    if storage.replace_json_if_generation(paths.lock, body, generation):
+        return storage.generation(paths.lock)
+    return None
+
+
+def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) -> None:
+    from .assemble import build_mosaic
+    from .rasterio_io import RasterGrid, to_gdal_path
+
+    started = time.monotonic()
+    raster = RasterGrid.from_dict(manifest.raster)
+    workdir = tempfile.mkdtemp(prefix=f"mosaic-{manifest.job_id}-")
+    try:
+        result = build_mosaic(
+            [to_gdal_path(str(info.url)) for info in tiles],
+            workdir,
+            width=raster.width,
+            height=raster.height,
+            transform=raster.transform,
+            crs=raster.crs,
+            name="median",
+        )
+        paths_by_name = {
+            "median.tif": result.cog_path,
+            "median.vrt": result.vrt_path,
+            "quicklook.png": result.quicklook_path,
+        }
+        for name, content_type in OUTPUTS.items():
+            storage.put_file(manifest.results.join(name), paths_by_name[name], content_type)
+        completed = utcnow()
+        record = {
+            "job_id": manifest.job_id,
+            "state": "complete",
+            "tiles": len(tiles),
+            "inputs": len(manifest.datasets),
+            "method": manifest.method,
+            "width": raster.width,
+            "height": raster.height,
+            "crs": raster.crs,
+            "transform": list(raster.transform),
+            "tile_size": manifest.grid.tile_size,
+            "created": manifest.created,
+            "completed": isoformat(completed),
+            "seconds_fanout_to_mosaic": round((completed - parse_time(manifest.created)).total_seconds(), 3),
+            "seconds_mosaic": round(time.monotonic() - started, 3),
+            "bytes_read": sum(int(info.metadata.get("bytes_read", 0) or 0) for info in tiles),
+            "bytes_tiles": sum(info.size for info in tiles),
+            "outputs": {name: str(manifest.results.join(name)) for name in OUTPUTS},
+            "manifest": str(paths.manifest),
+        }
+        # The record goes last: its presence means every output is in place.
+        storage.put_json(record_url, record)
+        log.info("mosaic built", extra={"job_id": manifest.job_id, "seconds": record["seconds_mosaic"]})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,753 @@
+"""Windowed reading of co-registered RGB COGs (local, gs://, https://) and writing of tile COGs."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.env import get_gdal_config
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import transform as _rio_window_transform
+
+from .errors import (
+    InputMismatch,
+    InputUnreadable,
+    InvalidRequest,
+    NoInputs,
+    StorageUnavailable,
+    TemporalMedianError,
+)
+from .grid import Window
+from .methods import DEFAULT_METHOD, check_method
+
+#: GDAL settings for reading cloud COGs. A key already set (environment variable, or an
+#: enclosing ``rasterio.Env``) is left alone, so users keep control of every one of them.
+_GDAL_DEFAULTS = {
+    # COGs carry everything in their header: never list the "directory" looking for sidecars.
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    # One request fetches the header and tile index of a COG of 10980 x 10980 with 512 blocks.
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+    # VSI_CACHE is per open file; a tile keeps every scene open, so keep each cache small.
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": str(256 * 1024),
+    # MB. GDAL's default is 5% of RAM (1.2 GB on a 24 GB box): far too much for a 2 GiB worker,
+    # and blocks are never decoded twice here, so a small cache loses nothing.
+    "GDAL_CACHEMAX": "64",
+    "GDAL_HTTP_MAX_RETRY": "4",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
+    "GDAL_HTTP_TIMEOUT": "120",
+}
+
+#: Bytes of one read buffer (T, 3, rows, cols) in compute_tile; two of them are in flight
+#: when one fits, so reading the next chunk overlaps the median of the current one.
+CHUNK_BYTES = 192 << 20
+
+_TILE_BAND_DESCRIPTIONS = ("red", "green", "blue", "valid sample count (saturates at 255)")
+
+_PROFILES = {
+    # Tiles are intermediate files of one job: fast DEFLATE, small blocks for 740-px edge tiles.
+    "tile": {
+        "driver": "COG",
+        "dtype": "uint8",
+        "count": 4,
+        "nodata": 0,
+        "compress": "DEFLATE",
+        "predictor": 2,
+        "level": 6,
+        "blocksize": 256,
+        "overviews": "AUTO",
+        "overview_resampling": "AVERAGE",
+        "bigtiff": "IF_SAFER",
+    },
+    # The whole-granule composite: what people download and view.
+    "mosaic": {
+        "driver": "COG",
+        "dtype": "uint8",
+        "count": 4,
+        "nodata": 0,
+        "compress": "DEFLATE",
+        "predictor": 2,
+        "level": 6,
+        "blocksize": 512,
+        "overviews": "AUTO",
+        "overview_resampling": "AVERAGE",
+        "bigtiff": "IF_SAFER",
+        "num_threads": "ALL_CPUS",
+    },
+}
+
+# Messages of GDAL/curl failures that retrying can cure (checked on remote inputs only).
+_TRANSIENT = re.compile(
+    r"HTTP response code: (5\d\d|429|408|403)\b"
+    r"|curl error|timed out|timeout|could not connect|couldn't connect|could not resolve"
+    r"|couldn't resolve|connection (reset|refused|aborted|closed)|recv failure|send failure"
+    r"|empty reply|ssl|server returned nothing|operation too slow|transfer closed",
+    re.IGNORECASE,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Value objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RasterGrid:
+    """The grid every scene of a series shares.
+
+    Attributes
+    ----------
+    width, height : int
+        Size in pixels.
+    crs : str
+        ``"EPSG:xxxx"`` when the CRS has a code, else WKT; ``""`` if the raster has none.
+    transform : tuple of float
+        Affine coefficients ``(a, b, c, d, e, f)``.
+    block : tuple of int
+        Internal block ``(height, width)`` of the first band.
+    """
+
+    width: int
+    height: int
+    crs: str
+    transform: tuple
+    block: tuple
+
+    @classmethod
+    def from_dataset(cls, ds) -> "RasterGrid":
+        """The grid of an open rasterio dataset."""
+        block_h, block_w = ds.block_shapes[0]
+        return cls(
+            width=int(ds.width),
+            height=int(ds.height),
+            crs=ds.crs.to_string() if ds.crs else "",
+            transform=tuple(float(v) for v in tuple(ds.transform)[:6]),
+            block=(int(block_h), int(block_w)),
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict, for job manifests."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "crs": self.crs,
+            "transform": list(self.transform),
+            "block": list(self.block),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RasterGrid":
+        """Inverse of :meth:`to_dict`; raises InvalidRequest on a malformed dict."""
+        try:
+            width, height = int(data["width"]), int(data["height"])
+            crs = data["crs"]
+            transform = tuple(float(v) for v in data["transform"])
+            block = tuple(int(v) for v in data["block"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"raster grid must have width, height, crs, transform, block: {exc!r}") from None
+        if not isinstance(crs, str) or len(transform) != 6 or len(block) != 2:
+            raise InvalidRequest(f"raster grid has a bad crs, transform or block: {data!r}")
+        if width <= 0 or height <= 0 or min(block) <= 0:
+            raise InvalidRequest(f"raster grid sizes must be positive: {data!r}")
+        return cls(width, height, crs, transform, block)
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform)
+
+    def window_transform(self, window: Window) -> Affine:
+        """The transform of ``window``: this grid's transform shifted by the window's offset."""
+        return _rio_window_transform(window.to_rasterio(), self.affine)
+
+    def contains(self, window: Window) -> bool:
+        return (
+            window.col_off >= 0
+            and window.row_off >= 0
+            and window.width > 0
+            and window.height > 0
+            and window.col_off + window.width <= self.width
+            and window.row_off + window.height <= self.height
+        )
+
+
+@dataclass(frozen=True)
+class TileStats:
+    """What computing one tile cost.
+
+    Attributes
+    ----------
+    window : Window
+        The tile's window in the scenes.
+    valid_fraction : float
+        Fraction of the tile's pixels with at least one valid sample.
+    bytes_read : int
+        Estimate of the bytes fetched: compressed sizes of the source blocks intersecting the
+        window, summed over scenes (0 where the format does not tell).
+    seconds_read, seconds_median, seconds_write : float
+        Wall time the calling thread spent opening and waiting for reads, in the median
+        kernel, and writing the COG. Reads overlap the median, so reading time hidden behind
+        the median is not counted in ``seconds_read``.
+    """
+
+    window: Window
+    valid_fraction: float
+    bytes_read: int
+    seconds_read: float
+    seconds_median: float
+    seconds_write: float
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict, for logs and tile records."""
+        return {
+            "window": self.window.as_list(),
+            "valid_fraction": self.valid_fraction,
+            "bytes_read": self.bytes_read,
+            "seconds_read": round(self.seconds_read, 4),
+            "seconds_median": round(self.seconds_median, 4),
+            "seconds_write": round(self.seconds_write, 4),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Paths, environment, errors
+# --------------------------------------------------------------------------------------------
+
+
+def to_gdal_path(url: str) -> str:
+    """The GDAL path of an input URL.
+
+    Parameters
+    ----------
+    url : str
+        ``gs://bucket/key``, ``https://host/path`` or a local path.
+
+    Returns
+    -------
+    str
+        ``/vsigs/bucket/key``, ``/vsicurl/https://host/path``, or the local path unchanged.
+
+    Raises
+    ------
+    InvalidRequest
+        On an empty value, a gs:// URL without bucket or key, or any other scheme.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidRequest(f"input must be a non-empty string, got {url!r}")
+    if url.startswith("gs://"):
+        bucket, _, key = url[len("gs://") :].partition("/")
+        if not bucket or not key or key.endswith("/"):
+            raise InvalidRequest(f"gs:// input must name an object, gs://bucket/key: {url!r}")
+        return f"/vsigs/{bucket}/{key}"
+    if url.startswith("https://"):
+        if len(url) <= len("https://") or url[len("https://")] == "/":
+            raise InvalidRequest(f"https:// input has no host: {url!r}")
+        return f"/vsicurl/{url}"
+    if "://" in url:
+        raise InvalidRequest(f"unsupported input scheme (use gs://, https:// or a local path): {url!r}")
+    return url
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith(("gs://", "https://"))
+
+
+def gdal_env(**overrides) -> rasterio.Env:
+    """A ``rasterio.Env`` with the settings cloud COG readers need.
+
+    Defaults (see ``_GDAL_DEFAULTS``) apply only to options not already set, as environment
+    variables (``CPL_GS_ENDPOINT``, ``GDAL_HTTP_MAX_RETRY``...) or by an enclosing Env;
+    ``overrides`` always apply.
+
+    Parameters
+    ----------
+    **overrides
+        GDAL configuration options, e.g. ``GDAL_HTTP_MAX_RETRY=0``.
+
+    Returns
+    -------
+    rasterio.Env
+        Not yet entered: use it as ``with gdal_env(): ...``.
+    """
+    options = {k: v for k, v in _GDAL_DEFAULTS.items() if get_gdal_config(k, normalize=False) is None}
+    options.update(overrides)
+    return rasterio.Env(**options)
+
+
+def _messages(exc: BaseException) -> str:
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " | ".join(parts)
+
+
+def _as_core_error(exc: BaseException, url: str, action: str) -> TemporalMedianError:
+    """Map a rasterio/GDAL failure on ``url`` to our errors.
+
+    The rule: on a gs:// or https:// input, an HTTP 5xx, 429, 408 or 403 (as in storage.py:
+    IAM grants take time to propagate) or a curl-level failure (connect, resolve, timeout,
+    reset, TLS) is StorageUnavailable; anything else, and every failure of a local file, is
+    InputUnreadable. GDAL reports HTTP codes as ``HTTP response code: NNN`` and curl failures
+    as ``CURL error: ...``, which is what this looks at.
+    """
+    if isinstance(exc, TemporalMedianError):
+        return exc
+    text = _messages(exc)
+    if _is_remote(url) and _TRANSIENT.search(text):
+        return StorageUnavailable(f"{url}: cannot {action} (storage error, worth a retry): {text}")
+    return InputUnreadable(f"{url}: cannot {action}: {text}")
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and checking scenes
+# --------------------------------------------------------------------------------------------
+
+
+def _open_one(url: str):
+    path = to_gdal_path(url)
+    # A bare Env in the worker thread: rasterio.open would otherwise create and tear down a
+    # default Env here, which sets and clears GDAL options process-wide while other threads read.
+    with rasterio.Env():
+        try:
+            return rasterio.open(path)
+        except (RasterioError, OSError) as exc:
+            raise _as_core_error(exc, url, "open raster") from exc
+
+
+def _check_scene(ds, url: str, ref: RasterGrid, ref_crs, ref_name: str) -> None:
+    """Raise InputMismatch naming ``url`` if ``ds`` is not a 3-band uint8 scene on ``ref``."""
+    if ds.count != 3:
+        raise InputMismatch(f"{url}: has {ds.count} band(s), expected 3 (R, G, B)")
+    if any(dtype != "uint8" for dtype in ds.dtypes):
+        raise InputMismatch(f"{url}: has data type {', '.join(ds.dtypes)}, expected uint8")
+    if (ds.width, ds.height) != (ref.width, ref.height):
+        raise InputMismatch(
+            f"{url}: is {ds.width} x {ds.height} pixels, but {ref_name} is {ref.width} x {ref.height}"
+        )
+    if ds.crs is None or ref_crs is None:
+        if not (ds.crs is None and ref_crs is None):
+            raise InputMismatch(f"{url}: CRS {ds.crs} differs from {ref_name}'s {ref.crs or 'none'}")
+    elif ds.crs != ref_crs:
+        raise InputMismatch(f"{url}: CRS {ds.crs.to_string()} differs from {ref_name}'s {ref.crs}")
+    # Scenes of one granule share their transform exactly; allow only float noise.
+    if not ds.transform.almost_equals(ref.affine, precision=1e-6):
+        raise InputMismatch(
+            f"{url}: transform {tuple(ds.transform)[:6]} differs from {ref_name}'s {ref.transform}"
+        )
+
+
+def _open_all(urls: Sequence[str], pool: ThreadPoolExecutor, opened: list, expected: RasterGrid | None):
+    """Open every url concurrently into ``opened`` (closed by the caller) and check them.
+
+    Returns the reference grid: ``expected`` if given, else the first scene's.
+    """
+    futures = [pool.submit(_open_one, url) for url in urls]
+    first_error = None
+    for future in futures:
+        try:
+            opened.append(future.result())
+        except TemporalMedianError as exc:
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    if expected is not None:
+        ref, ref_name = expected, "the expected grid"
+    else:
+        ref, ref_name = RasterGrid.from_dataset(opened[0]), f"the first scene {urls[0]}"
+    ref_crs = CRS.from_user_input(ref.crs) if ref.crs else None
+    for ds, url in zip(opened, urls):
+        _check_scene(ds, url, ref, ref_crs, ref_name)
+    return ref
+
+
+def _check_urls(urls) -> list[str]:
+    if isinstance(urls, str) or not isinstance(urls, Sequence):
+        raise InvalidRequest(f"inputs must be a list of URLs, got {type(urls).__name__}")
+    if not urls:
+        raise NoInputs("no input scenes given")
+    for url in urls:
+        to_gdal_path(url)
+    return list(urls)
+
+
+def _check_window(window: Window, grid: RasterGrid, first_url: str) -> None:
+    if not isinstance(window, Window):
+        raise InvalidRequest(f"window must be a temporal_median.grid.Window, got {type(window).__name__}")
+    if not grid.contains(window):
+        raise InputMismatch(
+            f"window {window.as_list()} is outside the {grid.width} x {grid.height} raster of {first_url}"
+        )
+
+
+def _close_all(datasets: list) -> None:
+    for ds in datasets:
+        try:
+            ds.close()
+        except Exception:  # closing a reader cannot lose data; never mask the real error
+            pass
+
+
+def _shutdown(pool: ThreadPoolExecutor) -> None:
+    # Queued reads are cancelled and running ones awaited, so no thread touches a buffer or
+    # a dataset after we return (datasets are closed right after this).
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def inspect_inputs(urls: Sequence[str], *, max_workers: int = 16) -> RasterGrid:
+    """Open every scene concurrently and return the grid they share.
+
+    Parameters
+    ----------
+    urls : sequence of str
+        Scenes (gs://, https:// or local paths).
+    max_workers : int
+        Threads opening scenes.
+
+    Returns
+    -------
+    RasterGrid
+        The first scene's grid.
+
+    Raises
+    ------
+    NoInputs
+        If ``urls`` is empty.
+    InputMismatch
+        If a scene is not 3-band uint8 or differs from the first in size, transform or CRS.
+    InputUnreadable, StorageUnavailable
+        If a scene cannot be opened (permanent), or storage failed (transient).
+    """
+    urls = _check_urls(urls)
+    with gdal_env(), ExitStack() as stack:
+        opened: list = []
+        stack.callback(_close_all, opened)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(urls))), thread_name_prefix="tm-open")
+        stack.callback(_shutdown, pool)
+        return _open_all(urls, pool, opened, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _read_into(ds, url: str, window, out: np.ndarray) -> None:
+    with rasterio.Env():
+        try:
+            ds.read(indexes=[1, 2, 3], window=window, out=out)
+        except (RasterioError, OSError) as exc:
+            raise _as_core_error(exc, url, f"read window {window.flatten()}") from exc
+
+
+def _wait_all(futures: list[Future]) -> None:
+    """Wait for every future, then raise the first error in input order (if any)."""
+    wait_futures(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def read_window(
+    urls: Sequence[str], window: Window, *, max_workers: int = 16, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Read ``window`` of every scene into a (T, 3, h, w) uint8 stack.
+
+    Parameters
+    ----------
+    urls : sequence of str
+        Scenes in acquisition order.
+    window : Window
+        Must lie inside the scenes.
+    max_workers : int
+        Reading threads (GDAL decodes without the GIL).
+    out : numpy.ndarray, optional
+        C-contiguous (T, 3, h, w) uint8 array to fill.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out`` if given, else a new array.
+
+    Raises
+    ------
+    InputMismatch, InputUnreadable, StorageUnavailable, NoInputs, InvalidRequest
+        As in :func:`inspect_inputs`; InputMismatch also when the window is outside.
+    """
+    urls = _check_urls(urls)
+    shape = (len(urls), 3, window.height, window.width)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise InvalidRequest(f"out must be a writeable C-contiguous uint8 array of shape {shape}")
+    with gdal_env(), ExitStack() as stack:
+        opened: list = []
+        stack.callback(_close_all, opened)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(urls))), thread_name_prefix="tm-read")
+        stack.callback(_shutdown, pool)
+        grid = _open_all(urls, pool, opened, None)
+        _check_window(window, grid, urls[0])
+        rio_window = window.to_rasterio()
+        _wait_all([pool.submit(_read_into, ds, url, rio_window, out[t]) for t, (ds, url) in enumerate(zip(opened, urls))])
+    return out
+
+
+def _spans(offset: int, length: int, step: int) -> list[tuple[int, int]]:
+    """Cut [offset, offset + length) at absolute multiples of ``step``; relative (start, stop) pairs."""
+    spans, start = [], offset
+    while start < offset + length:
+        stop = min(offset + length, (start // step + 1) * step)
+        spans.append((start - offset, stop - offset))
+        start = stop
+    return spans
+
+
+def plan_chunks(window: Window, block: tuple, n_scenes: int, budget: int = CHUNK_BYTES) -> list[tuple]:
+    """Block-aligned chunks ``(r0, r1, c0, c1)`` (window-relative) that compute_tile reads at once.
+
+    Chunks are whole-width row strips of as many source block rows as fit ``budget`` bytes of
+    (T, 3, rows, width); when even one block row does not fit, the strip is cut into runs of
+    whole blocks. Every cut falls on a block edge, so no block is decoded twice.
+    """
+    block_h, block_w = block
+    row_bytes = n_scenes * 3 * window.width
+    rows_fit = budget // max(1, row_bytes)
+    if rows_fit >= block_h:
+        step_h, step_w = block_h * (rows_fit // block_h), window.col_off + window.width + block_w
+    else:
+        cols_fit = budget // max(1, n_scenes * 3 * block_h)
+        step_h, step_w = block_h, block_w * max(1, cols_fit // block_w)
+    # Offsets are absolute so that cuts land on the source's block grid.
+    row_spans = _spans(window.row_off, window.height, step_h)
+    col_spans = _spans(window.col_off, window.width, step_w)
+    return [(r0, r1, c0, c1) for r0, r1 in row_spans for c0, c1 in col_spans]
+
+
+def _window_block_bytes(ds, window: Window) -> int:
+    """Compressed bytes of the blocks of ``ds`` that ``window`` touches (0 if unknown)."""
+    block_h, block_w = ds.block_shapes[0]
+    bands = [1] if ds.interleaving is None or ds.interleaving.name == "PIXEL" else [1, 2, 3]
+    total = 0
+    for by in range(window.row_off // block_h, (window.row_off + window.height - 1) // block_h + 1):
+        for bx in range(window.col_off // block_w, (window.col_off + window.width - 1) // block_w + 1):
+            for band in bands:
+                try:
+                    size = ds.get_tag_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", bidx=band)
+                except Exception:  # not a TIFF, or GDAL does not tell: the estimate is best effort
+                    return 0
+                if size is None:
+                    return 0
+                total += int(size)
+    return total
+
+
+def compute_tile(
+    urls: Sequence[str],
+    window: Window,
+    dest_path: str,
+    *,
+    method: str = DEFAULT_METHOD,
+    max_workers: int = 16,
+    expected: RasterGrid | None = None,
+) -> TileStats:
+    """Read ``window`` of every scene, take the temporal median and write it as a tile COG.
+
+    Scenes are read in block-aligned chunks (see :func:`plan_chunks`) into preallocated
+    buffers; the next chunk is read while the median of the current one runs, so memory stays
+    bounded (about 2 x ``CHUNK_BYTES``) whatever the number of scenes.
+
+    Parameters
+    ----------
+    urls : sequence of str
+        Scenes in acquisition order (ties in the median go to the earlier scene).
+    window : Window
+        The tile's window in the scenes.
+    dest_path : str
+        Local path of the tile COG; written to a temporary file and renamed into place.
+    method : str
+        ``"luminance"`` or ``"per-band"``.
+    max_workers : int
+        Reading threads.
+    expected : RasterGrid, optional
+        The grid every scene must have (e.g. from the job manifest); default: the first scene's.
+
+    Returns
+    -------
+    TileStats
+
+    Raises
+    ------
+    InputMismatch, InputUnreadable, StorageUnavailable, NoInputs, InvalidRequest
+        As in :func:`read_window`, plus InvalidRequest on an unknown method.
+    """
+    check_method(method)
+    urls = _check_urls(urls)
+    _check_dest(dest_path)
+    from .median import compute_median  # numba: imported only by the function that needs it
+
+    n = len(urls)
+    seconds_read = seconds_median = 0.0
+    t_start = time.perf_counter()
+    with gdal_env(), ExitStack() as stack:
+        opened: list = []
+        stack.callback(_close_all, opened)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, n)), thread_name_prefix="tm-read")
+        stack.callback(_shutdown, pool)
+        grid = _open_all(urls, pool, opened, expected)
+        _check_window(window, grid, urls[0])
+
+        chunks = plan_chunks(window, grid.block, n)
+        largest = max(n * 3 * (r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in chunks)
+        buffers = [np.empty(largest, np.uint8) for _ in range(2 if len(chunks) > 1 and largest <= CHUNK_BYTES else 1)]
+        rgb = np.zeros((3, window.height, window.width), np.uint8)
+        count = np.zeros((window.height, window.width), np.uint16)
+
+        def submit(index: int) -> tuple[np.ndarray, list[Future]]:
+            r0, r1, c0, c1 = chunks[index]
+            flat = buffers[index % len(buffers)]
+            chunk_stack = flat[: n * 3 * (r1 - r0) * (c1 - c0)].reshape(n, 3, r1 - r0, c1 - c0)
+            rio_window = rasterio.windows.Window(window.col_off + c0, window.row_off + r0, c1 - c0, r1 - r0)
+            futures = [
+                pool.submit(_read_into, ds, url, rio_window, chunk_stack[t])
+                for t, (ds, url) in enumerate(zip(opened, urls))
+            ]
+            return chunk_stack, futures
+
+        pending = submit(0)
+        seconds_read += time.perf_counter() - t_start
+        for index, (r0, r1, c0, c1) in enumerate(chunks):
+            t0 = time.perf_counter()
+            chunk_stack, futures = pending
+            _wait_all(futures)
+            if len(buffers) > 1 and index + 1 < len(chunks):
+                pending = submit(index + 1)
+            t1 = time.perf_counter()
+            compute_median(chunk_stack, method, out=(rgb[:, r0:r1, c0:c1], count[r0:r1, c0:c1]))
+            t2 = time.perf_counter()
+            if len(buffers) == 1 and index + 1 < len(chunks):
+                pending = submit(index + 1)
+            seconds_read += t1 - t0
+            seconds_median += t2 - t1
+        bytes_read = sum(_window_block_bytes(ds, window) for ds in opened)
+
+    t0 = time.perf_counter()
+    write_tile(dest_path, rgb, count, grid.window_transform(window), grid.crs, profile="tile")
+    seconds_write = time.perf_counter() - t0
+    return TileStats(
+        window=window,
+        valid_fraction=float(np.count_nonzero(count)) / count.size,
+        bytes_read=bytes_read,
+        seconds_read=seconds_read,
+        seconds_median=seconds_median,
+        seconds_write=seconds_write,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def profile(name: str) -> dict:
+    """A copy of the output profile ``name`` ("tile" or "mosaic"): rasterio creation options.
+
+    Both are 4-band uint8 COGs, nodata 0, lossless DEFLATE with the horizontal predictor;
+    "tile" uses 256-pixel blocks, "mosaic" 512 and all CPUs.
+    """
+    return _profile_options(name)
+
+
+def _profile_options(name: str) -> dict:
+    try:
+        return dict(_PROFILES[name])
+    except (KeyError, TypeError):
+        raise InvalidRequest(f"unknown output profile {name!r}; known: {', '.join(_PROFILES)}") from None
+
+
+def _check_dest(dest_path: str) -> None:
+    if not isinstance(dest_path, (str, os.PathLike)) or not str(dest_path).strip():
+        raise InvalidRequest(f"destination must be a local path, got {dest_path!r}")
+    if "://" in str(dest_path):
+        raise InvalidRequest(f"destination must be a local path, got {dest_path!r}")
+
+
+def write_tile(dest_path, rgb: np.ndarray, count: np.ndarray, transform, crs, profile: str = "tile") -> None:
+    """Write a 4-band COG: R, G, B and the valid-sample count (saturating at 255).
+
+    The file appears at ``dest_path`` whole or not at all: it is written to a temporary file in
+    the same directory and renamed into place.
+
+    Parameters
+    ----------
+    dest_path : str or os.PathLike
+        Local destination.
+    rgb : numpy.ndarray
+        (3, h, w) uint8; 0 in every band exactly where ``count`` is 0.
+    count : numpy.ndarray
+        (h, w) unsigned integers: valid samples per pixel.
+    transform : affine.Affine or sequence of 6 floats
+        Georeferencing of the tile's upper-left pixel.
+    crs : str or rasterio.crs.CRS
+        The scenes' CRS.
+    profile : str
+        Output profile name, see :func:`profile`.
+
+    Raises
+    ------
+    InvalidRequest
+        On a bad destination, profile, shapes or dtypes, or pixels that would read as nodata.
+    """
+    _check_dest(dest_path)
+    options = _profile_options(profile)
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[0] != 3:
+        raise InvalidRequest(f"rgb must be a (3, h, w) uint8 array, got {getattr(rgb, 'shape', rgb)!r}")
+    if (
+        not isinstance(count, np.ndarray)
+        or count.shape != rgb.shape[1:]
+        or not np.issubdtype(count.dtype, np.unsignedinteger)
+    ):
+        raise InvalidRequest(f"count must be an unsigned (h, w) array matching rgb {rgb.shape[1:]}")
+    height, width = count.shape
+    data = np.empty((4, height, width), np.uint8)
+    data[:3] = rgb
+    np.minimum(count, 255, out=data[3], casting="unsafe")
+    # nodata=0 must mean "no valid sample" in every band, and only that.
+    empty = data[3] == 0
+    if np.any(data[:3][:, empty]) or np.any(data[:3][:, ~empty] == 0):
+        raise InvalidRequest("rgb must be 0 in all bands exactly where count is 0 (0 is nodata)")
+    if not isinstance(transform, Affine):
+        transform = Affine(*tuple(transform)[:6])
+
+    dest = os.fspath(dest_path)
+    directory = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp.tif", dir=directory)
+    os.close(fd)
+    try:
+        # No .aux.xml side files: everything lives in the TIFF.
+        with gdal_env(GDAL_PAM_ENABLED="NO"):
+            with rasterio.open(tmp, "w", width=width, height=height, crs=crs or None, transform=transform, **options) as dst:
+                dst.write(data)
+                dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined)
+                dst.descriptions = _TILE_BAND_DESCRIPTIONS
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

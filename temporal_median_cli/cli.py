@@ -1,0 +1,37 @@
+"""Dispatch `temporal-median <command>` to the module that owns the command."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: temporal-median <command> [options]
+
+commands:
+  sample OUT_DIR            write a synthetic Sentinel-2-like series of COGs (and its ground truth)
+  run INPUT OUTPUT          compute the temporal median of INPUT on the local cloud, results in OUTPUT
+  up | down | status        start, stop or inspect the local cloud
+
+`temporal-median <command> --help` tells more.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "sample":
+        from .sample import main as sample_main
+
+        return sample_main(rest)
+    if command == "run":
+        from .run import main as run_main
+
+        return run_main(rest)
+    if command in ("up", "down", "status"):
+        from localcloud.__main__ import main as cloud_main
+
+        return cloud_main([command, *rest])
+    print(f"temporal-median: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2

@@ -1,0 +1,168 @@
+"""`temporal-median run INPUT OUTPUT`: one job on the local cloud, started through fanout as curl would."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from temporal_median.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
+from temporal_median.methods import DEFAULT_METHOD, METHODS
+
+POLL_SECONDS = 0.5
+RESULT_FILES = ("median.tif", "quicklook.png", "job.json")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="temporal-median run",
+        description="Compute the temporal median of a series on the local cloud and copy the results to OUTPUT.",
+    )
+    parser.add_argument("input", help="a local directory of co-registered 3-band uint8 GeoTIFFs, or a gs:// prefix")
+    parser.add_argument("output", help="local directory for median.tif, quicklook.png and job.json")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help=f"window size ({MIN_TILE_SIZE}-{MAX_TILE_SIZE})")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    parser.add_argument("--job-id", default=None, help="default: derived from the inputs and parameters")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the mosaic")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 %% instead)")
+    return parser.parse_args(argv)
+
+
+def http_json(method: str, url: str, body=None, timeout: float = 600):
+    """(status, JSON) of one request; errors with a JSON body are returned, not raised."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            return exc.code, json.loads(payload)
+        except ValueError:
+            return exc.code, {"error": {"message": payload.decode(errors="replace")}}
+
+
+class Progress:
+    """A one-line progress bar on stderr: tiles done and failed, rate, ETA."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total = max(total, 1)
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.first_done = None
+        self.last_decile = -1
+
+    def update(self, done: int, failed: int, state: str) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining = self.total - done - failed
+        eta = f"{remaining / rate:5.0f}s" if rate > 0 and remaining > 0 else "   --"
+        if self.enabled:
+            width = 30
+            filled = int(width * done / self.total)
+            bar = "#" * filled + "-" * (width - filled)
+            line = (
+                f"\r[{bar}] {done}/{self.total} tiles, {failed} failed, {rate:5.2f} tiles/s, "
+                f"ETA {eta}, {elapsed:5.0f}s  {state:<12}"
+            )
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        else:
+            decile = int(10 * (done + failed) / self.total)
+            if decile != self.last_decile:
+                self.last_decile = decile
+                print(f"{done}/{self.total} tiles done, {failed} failed, {rate:.2f} tiles/s, {elapsed:.0f}s, {state}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from localcloud import LocalCloud
+
+    inputs = args.input if args.input.startswith("gs://") else os.path.abspath(args.input)
+    if not inputs.startswith("gs://") and not os.path.isdir(inputs):
+        print(f"temporal-median run: {args.input} is not a directory", file=sys.stderr)
+        return 2
+    cloud = LocalCloud.load()
+    started = time.monotonic()
+    cloud.up()
+    os.environ.update(cloud.env())
+    fanout = cloud.function_url("fanout").rstrip("/")
+    body = {"inputs": inputs, "tile_size": args.tile_size, "method": args.method}
+    if args.job_id:
+        body["job_id"] = args.job_id
+    print(f"POST {fanout}/jobs {json.dumps(body)}", file=sys.stderr)
+    status_code, answer = http_json("POST", f"{fanout}/jobs", body)
+    if status_code != 202:
+        print(f"fanout refused the job ({status_code}): {answer.get('error', answer)}", file=sys.stderr)
+        return 1
+    job_id = answer["job_id"]
+    print(
+        f"job {job_id}: {answer['tiles']} tiles, {answer['published']} published, "
+        f"{answer['already_done']} already done",
+        file=sys.stderr,
+    )
+    progress = Progress(answer["tiles"], enabled=not args.no_progress)
+    deadline = time.monotonic() + args.timeout
+    status = {}
+    try:
+        while True:
+            code, status = http_json("GET", f"{fanout}/jobs/{job_id}")
+            if code != 200:
+                print(f"\nstatus call failed ({code}): {status}", file=sys.stderr)
+                return 1
+            tiles = status["tiles"]
+            progress.update(tiles["done"], tiles["failed"], status["state"])
+            if status["state"] in ("complete", "failed", "cancelled", "mosaic-failed"):
+                break
+            if time.monotonic() > deadline:
+                progress.close()
+                print(f"timed out after {args.timeout:.0f}s; the job goes on (status: GET {fanout}/jobs/{job_id})", file=sys.stderr)
+                return 1
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        progress.close()
+        http_json("DELETE", f"{fanout}/jobs/{job_id}")
+        print(f"interrupted: job {job_id} cancelled (post it again to resume)", file=sys.stderr)
+        return 130
+    progress.close()
+    if status["state"] != "complete":
+        print(f"job {job_id} ended {status['state']}", file=sys.stderr)
+        for tile, failure in sorted(status.get("failed", {}).items()):
+            print(f"  tile {tile}: {failure['reason']}", file=sys.stderr)
+        if status["mosaic"].get("error"):
+            print(f"  mosaic: {status['mosaic']['error']}", file=sys.stderr)
+        return 1
+    copied = copy_results(status["mosaic"]["record"].rsplit("/", 1)[0], args.output)
+    record = status["mosaic"]["figures"]
+    wall = time.monotonic() - started
+    print(
+        f"done: {record['tiles']} tiles of {record['inputs']} scenes ({record['width']} x {record['height']} px, "
+        f"{record['method']}) in {record['seconds_fanout_to_mosaic']:.1f}s from fanout to mosaic "
+        f"({wall:.1f}s in all), {record['bytes_read'] / 1e6:.1f} MB read"
+    )
+    for path in copied:
+        print(f"  {path}")
+    return 0
+
+
+def copy_results(results_url: str, output: str) -> list[str]:
+    """Download the job's results from the (emulated) results bucket into a local directory."""
+    from temporal_median import storage
+
+    os.makedirs(output, exist_ok=True)
+    base = storage.GsUrl.parse(results_url)
+    copied = []
+    for name in RESULT_FILES:
+        target = os.path.join(output, name)
+        storage.download_file(base.join(name), target)
+        copied.append(target)
+    return copied

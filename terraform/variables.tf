@@ -1,0 +1,307 @@
+# Inputs of the deployment. Every variable is typed and described; values that must come from
+# a fixed set or a range are validated here so a typo fails at plan time, not mid-apply.
+
+variable "project_id" {
+  type        = string
+  description = "ID of the GCP project to deploy into (billing enabled)."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a GCP project ID: 6-30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the buckets and the storage trigger. Pick the region of the input data (tb-be-bigdata is in Europe) to avoid egress."
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^(africa|asia|australia|europe|me|northamerica|southamerica|us)-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a single GCP region such as europe-west1 (no multi-regions: the storage trigger must be in the bucket's region)."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (functions, topics, service accounts, buckets after the project ID)."
+  default     = "tm"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,13}$", var.name_prefix))
+    error_message = "name_prefix must be 1-14 lowercase letters, digits or hyphens, starting with a letter (service account IDs are limited to 30 characters)."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to the buckets, topics and functions."
+  default     = { app = "temporal-median" }
+}
+
+variable "invoker_members" {
+  type        = list(string)
+  description = "IAM members allowed to call the fanout function (run.invoker), e.g. [\"user:you@example.com\"]. Public members are refused."
+
+  validation {
+    condition     = length(var.invoker_members) > 0
+    error_message = "invoker_members must name at least one member, e.g. [\"user:you@example.com\"]; the fanout function is never public."
+  }
+
+  validation {
+    condition = alltrue([
+      for m in var.invoker_members : !contains(["allusers", "allauthenticatedusers"], lower(trimspace(m)))
+    ])
+    error_message = "invoker_members must not contain allUsers or allAuthenticatedUsers: the fanout function only accepts authenticated, named callers."
+  }
+
+  validation {
+    condition = alltrue([
+      for m in var.invoker_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "Each invoker member must look like user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, principal://... or principalSet://..."
+  }
+}
+
+variable "input_buckets" {
+  type        = list(string)
+  description = "Buckets the jobs read scenes from. The default, the course bucket, is public."
+  default     = ["tb-be-bigdata"]
+
+  validation {
+    condition     = alltrue([for b in var.input_buckets : can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", b))])
+    error_message = "input_buckets must be bucket names (no gs:// prefix)."
+  }
+}
+
+variable "grant_input_bucket_access" {
+  type        = bool
+  description = "Grant storage.objectViewer on each input bucket to fanout and median. Needs setIamPolicy on those buckets: leave false for public buckets you do not own (like tb-be-bigdata), set true for your own private inputs."
+  default     = false
+}
+
+variable "force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the work and results buckets even when they still hold objects. Off by default so results are never lost by accident."
+  default     = false
+}
+
+variable "intermediate_retention_days" {
+  type        = number
+  description = "Days after which intermediate objects under jobs/ in the work bucket (manifests, tiles, error records, locks) are deleted."
+  default     = 7
+
+  validation {
+    condition     = var.intermediate_retention_days >= 1 && var.intermediate_retention_days <= 365 && floor(var.intermediate_retention_days) == var.intermediate_retention_days
+    error_message = "intermediate_retention_days must be a whole number of days between 1 and 365."
+  }
+}
+
+variable "noncurrent_retention_days" {
+  type        = number
+  description = "Days an overwritten (noncurrent) version of a result or function source is kept before deletion."
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_retention_days >= 1 && var.noncurrent_retention_days <= 365 && floor(var.noncurrent_retention_days) == var.noncurrent_retention_days
+    error_message = "noncurrent_retention_days must be a whole number of days between 1 and 365."
+  }
+}
+
+variable "fanout_memory" {
+  type        = string
+  description = "Memory of the fanout function (lists inputs, reads scene headers, writes the manifest)."
+  default     = "1Gi"
+
+  validation {
+    condition     = contains(["512Mi", "1Gi", "2Gi", "4Gi"], var.fanout_memory)
+    error_message = "fanout_memory must be one of 512Mi, 1Gi, 2Gi, 4Gi."
+  }
+}
+
+variable "fanout_max_instances" {
+  type        = number
+  description = "Most fanout instances at once."
+  default     = 5
+
+  validation {
+    condition     = var.fanout_max_instances >= 1 && var.fanout_max_instances <= 100 && floor(var.fanout_max_instances) == var.fanout_max_instances
+    error_message = "fanout_max_instances must be a whole number between 1 and 100."
+  }
+}
+
+variable "median_memory" {
+  type        = string
+  description = "Memory of one median worker. One 216 x 1024 x 1024 window peaks below 1 GiB RSS, so 2Gi (the course's figure) leaves headroom."
+  default     = "2Gi"
+
+  validation {
+    condition     = contains(["1Gi", "2Gi", "4Gi", "8Gi", "16Gi"], var.median_memory)
+    error_message = "median_memory must be one of 1Gi, 2Gi, 4Gi, 8Gi, 16Gi."
+  }
+}
+
+variable "median_cpu" {
+  type        = string
+  description = "vCPUs of one median worker (Cloud Run needs at least 2 above 4Gi and 4 above 8Gi)."
+  default     = "1"
+
+  validation {
+    condition     = contains(["1", "2", "4", "8"], var.median_cpu)
+    error_message = "median_cpu must be one of 1, 2, 4, 8."
+  }
+}
+
+variable "median_max_instances" {
+  type        = number
+  description = "Most median workers at once (the course used 50). A granule has 121 windows; each instance holds one window at a time."
+  default     = 50
+
+  validation {
+    condition     = var.median_max_instances >= 1 && var.median_max_instances <= 1000 && floor(var.median_max_instances) == var.median_max_instances
+    error_message = "median_max_instances must be a whole number between 1 and 1000."
+  }
+}
+
+variable "median_concurrency" {
+  type        = number
+  description = "Requests one median instance serves at once. 1 (the course's figure): a window needs the whole instance's memory and CPU."
+  default     = 1
+
+  validation {
+    condition     = var.median_concurrency >= 1 && var.median_concurrency <= 8 && floor(var.median_concurrency) == var.median_concurrency
+    error_message = "median_concurrency must be a whole number between 1 and 8."
+  }
+}
+
+variable "median_timeout_seconds" {
+  type        = number
+  description = "Timeout of one median request. Must stay below the push subscription's 600 s ack deadline, or Pub/Sub redelivers a window that is still being computed."
+  default     = 540
+
+  validation {
+    condition     = var.median_timeout_seconds >= 60 && var.median_timeout_seconds <= 540 && floor(var.median_timeout_seconds) == var.median_timeout_seconds
+    error_message = "median_timeout_seconds must be a whole number between 60 and 540 (below the 600 s ack deadline)."
+  }
+}
+
+variable "mosaic_memory" {
+  type        = string
+  description = "Memory of the mosaic function, which writes the full-granule COG (10980 x 10980 x 3 bytes, about 362 MB raw) and its quicklook."
+  default     = "4Gi"
+
+  validation {
+    condition     = contains(["2Gi", "4Gi", "8Gi", "16Gi"], var.mosaic_memory)
+    error_message = "mosaic_memory must be one of 2Gi, 4Gi, 8Gi, 16Gi."
+  }
+}
+
+variable "mosaic_cpu" {
+  type        = string
+  description = "vCPUs of the mosaic function (COG compression uses them)."
+  default     = "2"
+
+  validation {
+    condition     = contains(["1", "2", "4", "8"], var.mosaic_cpu)
+    error_message = "mosaic_cpu must be one of 1, 2, 4, 8."
+  }
+}
+
+variable "mosaic_max_instances" {
+  type        = number
+  description = "Most mosaic instances at once. Every object landing in the work bucket fires an event; most return at once, one builds the mosaic under a lock."
+  default     = 10
+
+  validation {
+    condition     = var.mosaic_max_instances >= 1 && var.mosaic_max_instances <= 100 && floor(var.mosaic_max_instances) == var.mosaic_max_instances
+    error_message = "mosaic_max_instances must be a whole number between 1 and 100."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "TM_LOG_LEVEL of the functions."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "max_inputs" {
+  type        = number
+  description = "TM_MAX_INPUTS: most scenes one job may have (a year of one granule is 216)."
+  default     = 1000
+
+  validation {
+    condition     = var.max_inputs >= 1 && var.max_inputs <= 10000 && floor(var.max_inputs) == var.max_inputs
+    error_message = "max_inputs must be a whole number between 1 and 10000."
+  }
+}
+
+variable "max_event_age_seconds" {
+  type        = number
+  description = "TM_MAX_EVENT_AGE_SECONDS: median drops window messages older than this; also the push subscription's message retention, so Pub/Sub stops retrying when median would refuse anyway."
+  default     = 86400
+
+  validation {
+    condition     = var.max_event_age_seconds >= 600 && var.max_event_age_seconds <= 604800 && floor(var.max_event_age_seconds) == var.max_event_age_seconds
+    error_message = "max_event_age_seconds must be a whole number between 600 (Pub/Sub's minimum retention) and 604800 (7 days)."
+  }
+}
+
+variable "read_threads" {
+  type        = number
+  description = "TM_READ_THREADS: scenes one median worker reads concurrently."
+  default     = 16
+
+  validation {
+    condition     = var.read_threads >= 1 && var.read_threads <= 64 && floor(var.read_threads) == var.read_threads
+    error_message = "read_threads must be a whole number between 1 and 64."
+  }
+}
+
+variable "push_min_backoff_seconds" {
+  type        = number
+  description = "Shortest wait before Pub/Sub redelivers a window that median failed."
+  default     = 10
+
+  validation {
+    condition     = var.push_min_backoff_seconds >= 0 && var.push_min_backoff_seconds <= 600 && floor(var.push_min_backoff_seconds) == var.push_min_backoff_seconds
+    error_message = "push_min_backoff_seconds must be a whole number between 0 and 600."
+  }
+}
+
+variable "push_max_backoff_seconds" {
+  type        = number
+  description = "Longest wait before Pub/Sub redelivers a window that median failed."
+  default     = 600
+
+  validation {
+    condition     = var.push_max_backoff_seconds >= 1 && var.push_max_backoff_seconds <= 600 && floor(var.push_max_backoff_seconds) == var.push_max_backoff_seconds
+    error_message = "push_max_backoff_seconds must be a whole number between 1 and 600."
+  }
+}
+
+variable "dead_letter_retention_days" {
+  type        = number
+  description = "Days failed windows stay in the dead-letter subscription for inspection and replay."
+  default     = 7
+
+  validation {
+    condition     = var.dead_letter_retention_days >= 1 && var.dead_letter_retention_days <= 31 && floor(var.dead_letter_retention_days) == var.dead_letter_retention_days
+    error_message = "dead_letter_retention_days must be a whole number between 1 and 31."
+  }
+}
+
+variable "iam_propagation_wait" {
+  type        = string
+  description = "How long the first apply waits after granting roles to the new Eventarc and Pub/Sub service agents before creating the storage trigger (see iam.tf)."
+  default     = "90s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.iam_propagation_wait))
+    error_message = "iam_propagation_wait must be a number of seconds such as 90s."
+  }
+}

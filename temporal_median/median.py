@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit, prange
+from numba import config as numba_config
+from numba import njit
 
 from .errors import InvalidRequest
 
@@ -15,7 +18,7 @@ DEFAULT_METHOD = "luminance"
 #: Pixels handled together along a row. The selection passes run over a whole block at once
 #: (x innermost), so each inner loop has a constant trip count LLVM turns into SIMD code, and
 #: the ``T`` cache lines of one band read per block are reused by neighbouring pixels.
-_BLOCK = 64
+_BLOCK = 128
 #: Luminance of an invalid sample: above every valid R+G+B (<= 762), so counting never sees it.
 _LUM_INVALID = 1023
 #: Binary-search steps that shrink [0, 1023] to one luminance value, and [0, 255] to one band value.
@@ -25,6 +28,8 @@ _BAND_STEPS = 8
 MAX_SAMPLES = 65535
 #: Bytes of a non-contiguous stack copied at once into a contiguous strip.
 _STRIP_BYTES = 64 << 20
+#: Rows per task handed to the thread pool.
+_CHUNK_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -67,85 +72,142 @@ def check_method(method: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels. Each parallel loop runs over rows; one row is cut into blocks of _BLOCK pixels and
-# every pass loops over the samples (outer) and the block's pixels (inner, constant length).
-# Selection is a per-pixel binary search on the value: "how many valid samples are <= mid?" is
-# one branch-free counting pass, so 10 passes find the k-th luminance and 8 the k-th band value,
-# with O(T * block) scratch per row and no sort.
+# Kernels. A kernel call handles a range of rows; a row is cut into blocks of _BLOCK pixels and
+# every pass loops over the samples (outer) and the block's pixels (inner, constant length), so
+# LLVM vectorises it across pixels. Selection is a per-pixel binary search on the value: "how
+# many valid samples are <= mid?" is one branch-free counting pass, so 10 passes find the k-th
+# luminance and 8 the k-th band value, with O(T * _BLOCK) scratch and no sort.
+# Each pass is its own small function: compiled alone, each vectorises reliably (one big
+# function defeated LLVM's alias analysis and ran twice as slow), and each compiles fast.
 # --------------------------------------------------------------------------------------------
 
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _luminance_kernel(stack, rgb, count):  # pragma: no cover - compiled
+
+@njit(**_JIT)
+def _gather_luminance(stack, y, x0, nx, lum, valid_n):  # pragma: no cover - compiled
+    """lum[t, x] = R+G+B of valid samples, _LUM_INVALID otherwise; valid_n[x] = #valid."""
+    valid_n[:] = 0
+    lum[:, nx:] = _LUM_INVALID
+    for t in range(stack.shape[0]):
+        red = stack[t, 0, y, x0:x0 + nx]
+        green = stack[t, 1, y, x0:x0 + nx]
+        blue = stack[t, 2, y, x0:x0 + nx]
+        row = lum[t]
+        for x in range(nx):
+            # uint8 wrap: v - 1 < 254 exactly when 1 <= v <= 254.
+            ok = (
+                (np.uint8(red[x] - np.uint8(1)) < 254)
+                & (np.uint8(green[x] - np.uint8(1)) < 254)
+                & (np.uint8(blue[x] - np.uint8(1)) < 254)
+            )
+            total = np.uint16(red[x]) + np.uint16(green[x]) + np.uint16(blue[x])
+            row[x] = total if ok else _LUM_INVALID
+            valid_n[x] += ok
+
+
+@njit(**_JIT)
+def _gather_bands(stack, y, x0, nx, vals, valid_n):  # pragma: no cover - compiled
+    """vals[b, t, x] = band b of valid samples, 255 (above any valid value) otherwise."""
+    valid_n[:] = 0
+    vals[:, :, nx:] = 255
+    for t in range(stack.shape[0]):
+        red = stack[t, 0, y, x0:x0 + nx]
+        green = stack[t, 1, y, x0:x0 + nx]
+        blue = stack[t, 2, y, x0:x0 + nx]
+        out_r = vals[0, t]
+        out_g = vals[1, t]
+        out_b = vals[2, t]
+        for x in range(nx):
+            r = red[x]
+            g = green[x]
+            b = blue[x]
+            ok = (np.uint8(r - np.uint8(1)) < 254) & (np.uint8(g - np.uint8(1)) < 254) & (np.uint8(b - np.uint8(1)) < 254)
+            out_r[x] = r if ok else np.uint8(255)
+            out_g[x] = g if ok else np.uint8(255)
+            out_b[x] = b if ok else np.uint8(255)
+            valid_n[x] += ok
+
+
+@njit(**_JIT)
+def _count_le(vals, mid, hits):  # pragma: no cover - compiled
+    """hits[x] = #{t : vals[t, x] <= mid[x]}."""
+    hits[:] = 0
+    for t in range(vals.shape[0]):
+        row = vals[t]
+        for x in range(_BLOCK):
+            hits[x] += row[x] <= mid[x]
+
+
+@njit(**_JIT)
+def _select(vals, rank, lo, hi, le_lo, le_hi, mid, hits, steps):  # pragma: no cover - compiled
+    """Binary search per pixel for the rank-th smallest value (0-based) in [lo, hi].
+
+    On return lo[x] is that value, le_lo[x] = #(values < it) and le_hi[x] = #(values <= it).
+    The caller sets lo, hi, le_lo = #(values < lo) and le_hi = #(values <= hi).
+    """
+    for _ in range(steps):
+        for x in range(_BLOCK):
+            mid[x] = (np.uint16(lo[x]) + np.uint16(hi[x])) >> 1
+        _count_le(vals, mid, hits)
+        for x in range(_BLOCK):
+            if hits[x] > rank[x]:
+                hi[x] = mid[x]
+                le_hi[x] = hits[x]
+            else:
+                lo[x] = mid[x] + 1
+                le_lo[x] = hits[x]
+
+
+@njit(**_JIT)
+def _pick_tied(lum, value, rank, seen, pick):  # pragma: no cover - compiled
+    """pick[x] = acquisition index of the rank[x]-th sample (0-based) with lum == value[x]."""
+    seen[:] = 0
+    pick[:] = 0
+    for t in range(lum.shape[0]):
+        row = lum[t]
+        for x in range(_BLOCK):
+            same = row[x] == value[x]
+            pick[x] = t if (same & (seen[x] == rank[x])) else pick[x]
+            seen[x] += same
+
+
+@njit(**_JIT)
+def _smallest_above(vals, value, out):  # pragma: no cover - compiled
+    """out[x] = smallest vals[t, x] above value[x] (255 when none)."""
+    out[:] = 255
+    for t in range(vals.shape[0]):
+        row = vals[t]
+        for x in range(_BLOCK):
+            v = row[x]
+            out[x] = v if ((v > value[x]) & (v < out[x])) else out[x]
+
+
+@njit(**_JIT)
+def _luminance_kernel(stack, rgb, count, y_start, y_stop):  # pragma: no cover - compiled
     n_samples = stack.shape[0]
-    height = stack.shape[2]
     width = stack.shape[3]
-    for y in prange(height):
-        lum = np.empty((n_samples, _BLOCK), np.uint16)
-        valid_n = np.empty(_BLOCK, np.uint16)
-        rank = np.empty(_BLOCK, np.uint16)
-        lo = np.empty(_BLOCK, np.uint16)
-        hi = np.empty(_BLOCK, np.uint16)
-        mid = np.empty(_BLOCK, np.uint16)
-        below = np.empty(_BLOCK, np.uint16)
-        seen = np.empty(_BLOCK, np.uint16)
-        pick = np.empty(_BLOCK, np.uint16)
-        hits = np.empty(_BLOCK, np.uint16)
+    lum = np.empty((n_samples, _BLOCK), np.uint16)
+    # Separate 1-D arrays, not rows of one 2-D array: numba types unpacked rows as
+    # non-contiguous, which would stop the passes from vectorising.
+    valid_n, rank, lo, hi, below, le_hi, mid, hits, pick = [np.empty(_BLOCK, np.uint16) for _ in range(9)]
+    for y in range(y_start, y_stop):
         for x0 in range(0, width, _BLOCK):
             nx = min(_BLOCK, width - x0)
-            valid_n[:] = 0
-            lum[:, nx:] = _LUM_INVALID
-            # Pass 1: each sample's luminance, once; invalid samples get a value above all others.
-            for t in range(n_samples):
-                red = stack[t, 0, y, x0:x0 + nx]
-                green = stack[t, 1, y, x0:x0 + nx]
-                blue = stack[t, 2, y, x0:x0 + nx]
-                row = lum[t]
-                for x in range(nx):
-                    r = np.uint16(red[x])
-                    g = np.uint16(green[x])
-                    b = np.uint16(blue[x])
-                    # uint8 wrap: v - 1 < 254 exactly when 1 <= v <= 254.
-                    ok = (
-                        (np.uint8(red[x] - np.uint8(1)) < 254)
-                        & (np.uint8(green[x] - np.uint8(1)) < 254)
-                        & (np.uint8(blue[x] - np.uint8(1)) < 254)
-                    )
-                    row[x] = (r + g + b) if ok else _LUM_INVALID
-                    valid_n[x] += ok
-            # Binary search per pixel for v = the k-th smallest luminance, k = n // 2, keeping
-            # below = #(lum < v) so the stable tie-break can be resolved in one more pass.
+            _gather_luminance(stack, y, x0, nx, lum, valid_n)
+            # v = the k-th smallest luminance, k = n // 2, and below = #(lum < v).
             for x in range(_BLOCK):
                 rank[x] = valid_n[x] >> 1
                 lo[x] = 0
                 hi[x] = _LUM_INVALID
                 below[x] = 0
-            for _ in range(_LUM_STEPS):
-                for x in range(_BLOCK):
-                    mid[x] = (lo[x] + hi[x]) >> 1
-                    hits[x] = 0
-                for t in range(n_samples):
-                    row = lum[t]
-                    for x in range(_BLOCK):
-                        hits[x] += row[x] <= mid[x]
-                for x in range(_BLOCK):
-                    if hits[x] > rank[x]:
-                        hi[x] = mid[x]
-                    else:
-                        lo[x] = mid[x] + 1
-                        below[x] = hits[x]
-            # Ties: the wanted sample is the (k - below)-th one, in acquisition order, whose
-            # luminance equals v.
+                le_hi[x] = n_samples
+            _select(lum, rank, lo, hi, below, le_hi, mid, hits, _LUM_STEPS)
+            # Stable tie-break: the wanted sample is the (k - below)-th, in acquisition order,
+            # of those whose luminance is v.
             for x in range(_BLOCK):
-                rank[x] = rank[x] - below[x]
-                seen[x] = 0
-                pick[x] = 0
-            for t in range(n_samples):
-                row = lum[t]
-                for x in range(_BLOCK):
-                    same = row[x] == lo[x]
-                    pick[x] = t if (same & (seen[x] == rank[x])) else pick[x]
-                    seen[x] += same
+                rank[x] -= below[x]
+            _pick_tied(lum, lo, rank, hits, pick)
             for x in range(nx):
                 count[y, x0 + x] = valid_n[x]
                 if valid_n[x] == 0:
@@ -159,86 +221,37 @@ def _luminance_kernel(stack, rgb, count):  # pragma: no cover - compiled
                     rgb[2, y, x0 + x] = stack[t, 2, y, x0 + x]
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _per_band_kernel(stack, rgb, count):  # pragma: no cover - compiled
+@njit(**_JIT)
+def _per_band_kernel(stack, rgb, count, y_start, y_stop):  # pragma: no cover - compiled
     n_samples = stack.shape[0]
-    height = stack.shape[2]
     width = stack.shape[3]
-    for y in prange(height):
-        vals = np.empty((3, n_samples, _BLOCK), np.uint8)
-        valid_n = np.empty(_BLOCK, np.uint16)
-        rank = np.empty(_BLOCK, np.uint16)
-        lo = np.empty(_BLOCK, np.uint8)
-        hi = np.empty(_BLOCK, np.uint8)
-        mid = np.empty(_BLOCK, np.uint8)
-        le_hi = np.empty(_BLOCK, np.uint16)
-        hits = np.empty(_BLOCK, np.uint16)
-        nxt = np.empty(_BLOCK, np.uint8)
+    vals = np.empty((3, n_samples, _BLOCK), np.uint8)
+    valid_n, rank, le_lo, le_hi, hits = [np.empty(_BLOCK, np.uint16) for _ in range(5)]
+    lo, hi, mid, above = [np.empty(_BLOCK, np.uint8) for _ in range(4)]
+    for y in range(y_start, y_stop):
         for x0 in range(0, width, _BLOCK):
             nx = min(_BLOCK, width - x0)
-            valid_n[:] = 0
-            vals[:, :, nx:] = 255
-            # Pass 1: copy each band's valid values; invalid samples get 255 in every band,
-            # which is above every valid value, so counting "<= mid" never sees them.
-            for t in range(n_samples):
-                red = stack[t, 0, y, x0:x0 + nx]
-                green = stack[t, 1, y, x0:x0 + nx]
-                blue = stack[t, 2, y, x0:x0 + nx]
-                out_r = vals[0, t]
-                out_g = vals[1, t]
-                out_b = vals[2, t]
-                for x in range(nx):
-                    r = red[x]
-                    g = green[x]
-                    b = blue[x]
-                    ok = (
-                        (np.uint8(r - np.uint8(1)) < 254)
-                        & (np.uint8(g - np.uint8(1)) < 254)
-                        & (np.uint8(b - np.uint8(1)) < 254)
-                    )
-                    out_r[x] = r if ok else np.uint8(255)
-                    out_g[x] = g if ok else np.uint8(255)
-                    out_b[x] = b if ok else np.uint8(255)
-                    valid_n[x] += ok
+            _gather_bands(stack, y, x0, nx, vals, valid_n)
             for band in range(3):
                 bvals = vals[band]
-                # Lower middle value v1 = the k1-th smallest, k1 = (n - 1) // 2, by binary search;
-                # le_hi tracks #(values <= hi) so we know whether the upper middle equals v1.
+                # Lower middle v1 = the k1-th smallest, k1 = (n - 1) // 2.
                 for x in range(_BLOCK):
                     rank[x] = (valid_n[x] - 1) >> 1 if valid_n[x] > 0 else 0
                     lo[x] = 0
                     hi[x] = 255
-                    le_hi[x] = valid_n[x]
-                for _ in range(_BAND_STEPS):
-                    for x in range(_BLOCK):
-                        mid[x] = (np.uint16(lo[x]) + np.uint16(hi[x])) >> 1
-                        hits[x] = 0
-                    for t in range(n_samples):
-                        row = bvals[t]
-                        for x in range(_BLOCK):
-                            hits[x] += row[x] <= mid[x]
-                    for x in range(_BLOCK):
-                        if hits[x] > rank[x]:
-                            hi[x] = mid[x]
-                            le_hi[x] = hits[x]
-                        else:
-                            lo[x] = mid[x] + 1
-                # Upper middle value v2 (index n // 2): v1 again when enough samples equal v1,
-                # else the smallest value above v1.
-                for x in range(_BLOCK):
-                    nxt[x] = 255
-                for t in range(n_samples):
-                    row = bvals[t]
-                    for x in range(_BLOCK):
-                        v = row[x]
-                        nxt[x] = v if ((v > lo[x]) & (v < nxt[x])) else nxt[x]
+                    le_lo[x] = 0
+                    le_hi[x] = n_samples
+                _select(bvals, rank, lo, hi, le_lo, le_hi, mid, hits, _BAND_STEPS)
+                # Upper middle v2 (index n // 2): v1 again when more than n // 2 samples are
+                # <= v1, else the smallest value above v1.
+                _smallest_above(bvals, lo, above)
                 for x in range(nx):
                     n = valid_n[x]
                     if n == 0:
                         rgb[band, y, x0 + x] = 0
                     else:
                         v1 = np.uint16(lo[x])
-                        v2 = v1 if le_hi[x] > (n >> 1) else np.uint16(nxt[x])
+                        v2 = v1 if le_hi[x] > (n >> 1) else np.uint16(above[x])
                         rgb[band, y, x0 + x] = (v1 + v2) >> 1
             for x in range(nx):
                 count[y, x0 + x] = valid_n[x]
@@ -286,6 +299,32 @@ def _check_out(out, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return rgb, count
 
 
+def _threads() -> int:
+    # NUMBA_NUM_THREADS (default: the usable cores) sizes the pool, as it would numba's own.
+    return max(1, int(numba_config.NUMBA_NUM_THREADS))
+
+
+def _call(kernel, stack: np.ndarray, rgb: np.ndarray, count: np.ndarray) -> None:
+    """Run ``kernel`` over all rows of a C-contiguous stack, in row chunks on a thread pool.
+
+    The kernels release the GIL; plain threads cost no compile time, unlike numba's
+    ``parallel=True`` which more than doubles it (cold start matters more than the pool).
+    Many small chunks keep both cores busy when a neighbour process steals one.
+    """
+    height = stack.shape[2]
+    threads = min(_threads(), height)
+    if threads == 1:
+        kernel(stack, rgb, count, 0, height)
+        return
+    rows = max(1, min(_CHUNK_ROWS, -(-height // threads)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="median") as pool:
+        futures = [
+            pool.submit(kernel, stack, rgb, count, y0, min(height, y0 + rows)) for y0 in range(0, height, rows)
+        ]
+        for future in futures:
+            future.result()
+
+
 def _run(kernel, stack: np.ndarray, out) -> MedianResult:
     _check_stack(stack)
     n_samples, _, height, width = stack.shape
@@ -297,11 +336,11 @@ def _run(kernel, stack: np.ndarray, out) -> MedianResult:
     direct_out = rgb.flags.c_contiguous and count.flags.c_contiguous
     if stack.flags.c_contiguous:
         if direct_out:
-            kernel(stack, rgb, count)
+            _call(kernel, stack, rgb, count)
         else:
             tmp_rgb = np.empty((3, height, width), np.uint8)
             tmp_count = np.empty((height, width), np.uint16)
-            kernel(stack, tmp_rgb, tmp_count)
+            _call(kernel, stack, tmp_rgb, tmp_count)
             rgb[...] = tmp_rgb
             count[...] = tmp_count
         return MedianResult(rgb, count)
@@ -311,7 +350,7 @@ def _run(kernel, stack: np.ndarray, out) -> MedianResult:
         strip = np.ascontiguousarray(stack[:, :, y0:y1, :])
         strip_rgb = np.empty((3, y1 - y0, width), np.uint8)
         strip_count = np.empty((y1 - y0, width), np.uint16)
-        kernel(strip, strip_rgb, strip_count)
+        _call(kernel, strip, strip_rgb, strip_count)
         rgb[:, y0:y1, :] = strip_rgb
         count[y0:y1, :] = strip_count
     return MedianResult(rgb, count)

@@ -1,0 +1,66 @@
+"""`python -m localcloud up|down|status|env [--topology FILE] [--run-dir DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from .cloud import LocalCloud, LocalCloudError
+from .topology import TopologyError
+
+
+def _print_status(cloud: LocalCloud) -> bool:
+    parts = cloud.status()
+    if not parts:
+        print(f"local cloud: not running (run dir {cloud.run_dir})")
+        return False
+    print(f"local cloud (run dir {cloud.run_dir}):")
+    for part in parts:
+        state = "running" if part.running else "STOPPED"
+        pid = part.pid if part.pid is not None else "-"
+        print(f"  {part.part:<22} {state:<8} pid {pid!s:<8} {part.url:<28} {part.log}")
+    return all(p.running for p in parts)
+
+
+def _print_env(cloud: LocalCloud) -> None:
+    for key, value in sorted(cloud.env().items()):
+        print(f"export {key}={shlex.quote(value)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcloud", description="Start, inspect or stop the local cloud.")
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("--topology", help="topology TOML (default: localcloud/topology.toml or $LOCALCLOUD_TOPOLOGY)")
+    parser.add_argument("--run-dir", help="state and logs (default: <repo>/.localcloud or $LOCALCLOUD_RUN_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        cloud = LocalCloud.load(args.topology, args.run_dir)
+        if args.command == "up":
+            began = time.monotonic()
+            was_running = cloud.is_running()
+            cloud.up()
+            took = time.monotonic() - began
+            print("local cloud already running" if was_running else f"local cloud up in {took:.1f} s")
+            _print_status(cloud)
+            print("# environment for clients (eval \"$(python -m localcloud env)\"):")
+            _print_env(cloud)
+        elif args.command == "down":
+            stopped = cloud.down()
+            print(f"local cloud down: stopped {', '.join(stopped)}" if stopped else "local cloud: nothing was running")
+        elif args.command == "status":
+            return 0 if _print_status(cloud) else 3
+        else:
+            if not cloud.is_running():
+                print("local cloud is not running; run `python -m localcloud up`", file=sys.stderr)
+                return 3
+            _print_env(cloud)
+    except (LocalCloudError, TopologyError) as exc:
+        print(f"localcloud {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,9 @@ locals {
     TM_RESULTS_URL           = "gs://${google_storage_bucket.results.name}"
     TM_MAX_INPUTS            = tostring(var.max_inputs)
     TM_MAX_EVENT_AGE_SECONDS = tostring(var.max_event_age_seconds)
+    # fanout's status counts a tile as failed after this many attempts: the subscription's figure.
+    TM_MAX_DELIVERY_ATTEMPTS = tostring(local.max_delivery_attempts)
+    TM_MOSAIC_LOCK_SECONDS   = tostring(var.mosaic_lock_seconds)
     TM_READ_THREADS          = tostring(var.read_threads)
     TM_LOG_LEVEL             = var.log_level
     # GDAL: use the metadata server's credentials for gs:// (the course needed this), and do not

@@ -218,6 +218,17 @@ variable "mosaic_max_instances" {
   }
 }
 
+variable "mosaic_lock_seconds" {
+  type        = number
+  description = "TM_MOSAIC_LOCK_SECONDS: a mosaic lock older than this is taken over. Must exceed mosaic's 540 s timeout, so a running mosaic is never robbed of its lock."
+  default     = 1800
+
+  validation {
+    condition     = var.mosaic_lock_seconds >= 600 && var.mosaic_lock_seconds <= 86400 && floor(var.mosaic_lock_seconds) == var.mosaic_lock_seconds
+    error_message = "mosaic_lock_seconds must be a whole number between 600 (above mosaic's 540 s timeout) and 86400."
+  }
+}
+
 variable "log_level" {
   type        = string
   description = "TM_LOG_LEVEL of the functions."

@@ -1,0 +1,38 @@
+"""Stand-in CloudEvent function (@cloud_event) for the local cloud's tests: records each event it gets.
+
+Each event is appended as one JSON line to $RECORD_DIR/<key>.jsonl, key = the subscription id of a
+messagePublished event or ``storage-<bucket>`` of a storage event. An object whose name contains
+``fail-once`` makes the first delivery raise (HTTP 500).
+"""
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import functions_framework
+
+_lock = threading.Lock()
+_seen: set[str] = set()
+
+
+@functions_framework.cloud_event
+def record_event(event):
+    data = event.data
+    if event["type"].startswith("google.cloud.storage."):
+        key = "storage-" + data["bucket"]
+    else:
+        key = data["subscription"].rsplit("/", 1)[-1]
+    attributes = {name: value for name, value in event.get_attributes().items()}
+    record = {"received_at": time.time(), "attributes": attributes, "data": data}
+    fd = os.open(Path(os.environ["RECORD_DIR"]) / f"{key}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(record, default=str) + "\n").encode())
+    finally:
+        os.close(fd)
+    with _lock:
+        first = event["id"] not in _seen
+        _seen.add(event["id"])
+    if first and "fail-once" in str(data.get("name", "")):
+        raise RuntimeError("told to fail the first delivery")

@@ -87,13 +87,15 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 @njit(**_JIT)
 def _gather_luminance(stack, y, x0, nx, lum, valid_n):  # pragma: no cover - compiled
     """lum[t, x] = R+G+B of valid samples, _LUM_INVALID otherwise; valid_n[x] = #valid."""
-    valid_n[:] = 0
-    lum[:, nx:] = _LUM_INVALID
+    for x in range(_BLOCK):
+        valid_n[x] = 0
     for t in range(stack.shape[0]):
         red = stack[t, 0, y, x0:x0 + nx]
         green = stack[t, 1, y, x0:x0 + nx]
         blue = stack[t, 2, y, x0:x0 + nx]
         row = lum[t]
+        for x in range(nx, _BLOCK):
+            row[x] = _LUM_INVALID
         for x in range(nx):
             # uint8 wrap: v - 1 < 254 exactly when 1 <= v <= 254.
             ok = (
@@ -109,8 +111,8 @@ def _gather_luminance(stack, y, x0, nx, lum, valid_n):  # pragma: no cover - com
 @njit(**_JIT)
 def _gather_bands(stack, y, x0, nx, vals, valid_n):  # pragma: no cover - compiled
     """vals[b, t, x] = band b of valid samples, 255 (above any valid value) otherwise."""
-    valid_n[:] = 0
-    vals[:, :, nx:] = 255
+    for x in range(_BLOCK):
+        valid_n[x] = 0
     for t in range(stack.shape[0]):
         red = stack[t, 0, y, x0:x0 + nx]
         green = stack[t, 1, y, x0:x0 + nx]
@@ -118,6 +120,10 @@ def _gather_bands(stack, y, x0, nx, vals, valid_n):  # pragma: no cover - compil
         out_r = vals[0, t]
         out_g = vals[1, t]
         out_b = vals[2, t]
+        for x in range(nx, _BLOCK):
+            out_r[x] = 255
+            out_g[x] = 255
+            out_b[x] = 255
         for x in range(nx):
             r = red[x]
             g = green[x]
@@ -132,7 +138,8 @@ def _gather_bands(stack, y, x0, nx, vals, valid_n):  # pragma: no cover - compil
 @njit(**_JIT)
 def _count_le(vals, mid, hits):  # pragma: no cover - compiled
     """hits[x] = #{t : vals[t, x] <= mid[x]}."""
-    hits[:] = 0
+    for x in range(_BLOCK):
+        hits[x] = 0
     for t in range(vals.shape[0]):
         row = vals[t]
         for x in range(_BLOCK):
@@ -162,8 +169,9 @@ def _select(vals, rank, lo, hi, le_lo, le_hi, mid, hits, steps):  # pragma: no c
 @njit(**_JIT)
 def _pick_tied(lum, value, rank, seen, pick):  # pragma: no cover - compiled
     """pick[x] = acquisition index of the rank[x]-th sample (0-based) with lum == value[x]."""
-    seen[:] = 0
-    pick[:] = 0
+    for x in range(_BLOCK):
+        seen[x] = 0
+        pick[x] = 0
     for t in range(lum.shape[0]):
         row = lum[t]
         for x in range(_BLOCK):
@@ -175,7 +183,8 @@ def _pick_tied(lum, value, rank, seen, pick):  # pragma: no cover - compiled
 @njit(**_JIT)
 def _smallest_above(vals, value, out):  # pragma: no cover - compiled
     """out[x] = smallest vals[t, x] above value[x] (255 when none)."""
-    out[:] = 255
+    for x in range(_BLOCK):
+        out[x] = 255
     for t in range(vals.shape[0]):
         row = vals[t]
         for x in range(_BLOCK):
@@ -188,9 +197,17 @@ def _luminance_kernel(stack, rgb, count, y_start, y_stop):  # pragma: no cover -
     n_samples = stack.shape[0]
     width = stack.shape[3]
     lum = np.empty((n_samples, _BLOCK), np.uint16)
-    # Separate 1-D arrays, not rows of one 2-D array: numba types unpacked rows as
-    # non-contiguous, which would stop the passes from vectorising.
-    valid_n, rank, lo, hi, below, le_hi, mid, hits, pick = [np.empty(_BLOCK, np.uint16) for _ in range(9)]
+    # Separate 1-D arrays: rows of one 2-D array would be typed non-contiguous and the passes
+    # would not vectorise.
+    valid_n = np.empty(_BLOCK, np.uint16)
+    rank = np.empty(_BLOCK, np.uint16)
+    lo = np.empty(_BLOCK, np.uint16)
+    hi = np.empty(_BLOCK, np.uint16)
+    below = np.empty(_BLOCK, np.uint16)
+    le_hi = np.empty(_BLOCK, np.uint16)
+    mid = np.empty(_BLOCK, np.uint16)
+    hits = np.empty(_BLOCK, np.uint16)
+    pick = np.empty(_BLOCK, np.uint16)
     for y in range(y_start, y_stop):
         for x0 in range(0, width, _BLOCK):
             nx = min(_BLOCK, width - x0)
@@ -226,8 +243,15 @@ def _per_band_kernel(stack, rgb, count, y_start, y_stop):  # pragma: no cover - 
     n_samples = stack.shape[0]
     width = stack.shape[3]
     vals = np.empty((3, n_samples, _BLOCK), np.uint8)
-    valid_n, rank, le_lo, le_hi, hits = [np.empty(_BLOCK, np.uint16) for _ in range(5)]
-    lo, hi, mid, above = [np.empty(_BLOCK, np.uint8) for _ in range(4)]
+    valid_n = np.empty(_BLOCK, np.uint16)
+    rank = np.empty(_BLOCK, np.uint16)
+    le_lo = np.empty(_BLOCK, np.uint16)
+    le_hi = np.empty(_BLOCK, np.uint16)
+    hits = np.empty(_BLOCK, np.uint16)
+    lo = np.empty(_BLOCK, np.uint8)
+    hi = np.empty(_BLOCK, np.uint8)
+    mid = np.empty(_BLOCK, np.uint8)
+    above = np.empty(_BLOCK, np.uint8)
     for y in range(y_start, y_stop):
         for x0 in range(0, width, _BLOCK):
             nx = min(_BLOCK, width - x0)

@@ -41,7 +41,3 @@ locals {
   # numba caches compiled kernels on disk; /tmp is the only writable place in the container.
   median_env = merge(local.function_env, { NUMBA_CACHE_DIR = "/tmp/numba" })
 }
-
-data "google_project" "this" {
-  project_id = var.project_id
-}

@@ -15,21 +15,30 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 
-from .errors import InputMismatch, InputUnreadable, InvalidRequest
+from .errors import InputMismatch, InvalidRequest
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, Grid, TileId, Window
-from .rasterio_io import gdal_env, profile, to_gdal_path
+from .rasterio_io import _as_core_error, gdal_env, profile, to_gdal_path
 
 #: Bands of every tile and of the mosaic: R, G, B, then the valid-sample count (saturating at 255).
 BAND_COUNT = 4
 NODATA = 0
 _COLOR_INTERP = ("Red", "Green", "Blue", "Undefined")
+_BAND_DESCRIPTIONS = ("red", "green", "blue", "valid sample count (saturates at 255)")
 
-#: Cap on GDAL's block cache while assembling: the cache, not the image, bounds our memory.
-#: GDAL's default (5 % of RAM) would be 1.2 GB on a 24 GiB machine and most of a 2 GiB worker.
-_CACHE_MAX = 256 * 1024 * 1024
+#: GDAL block cache (MB) while assembling. With one tile in hand at a time, this cache, not the
+#: raster's size, bounds our memory. GDAL's default is 5 % of RAM (1.2 GB on a 24 GiB machine):
+#: measured at full size, 64 MB gives a peak RSS of ~240 MB and is no slower than 256 MB.
+_CACHE_MB = 64
+
+
+def _cache_cap() -> dict:
+    """GDAL_CACHEMAX for assembling, unless the environment sets it (the user keeps control)."""
+    return {} if os.environ.get("GDAL_CACHEMAX") else {"GDAL_CACHEMAX": _CACHE_MB}
+
 
 #: Overview resampling. "average" honours nodata (GDAL skips nodata pixels when averaging), so
 #: swath edges do not darken; since a tile pixel is nodata in all four bands at once and valid
@@ -74,6 +83,19 @@ def _tile_id_of(path: str) -> TileId:
         raise InputMismatch(f"tile file {path!r} is not named like 'r003_c007.tif'") from None
 
 
+def _tile_error(exc: BaseException, tile_id: TileId, gdal_path: str, action: str):
+    """InputUnreadable naming the tile, or StorageUnavailable when a remote read may succeed on retry."""
+    # rasterio_io classifies by the URL the user gave; recover it from the GDAL path.
+    if gdal_path.startswith("/vsigs/"):
+        url = "gs://" + gdal_path[len("/vsigs/") :]
+    elif gdal_path.startswith("/vsicurl/"):
+        url = gdal_path[len("/vsicurl/") :]
+    else:
+        url = gdal_path
+    error = _as_core_error(exc, url, action)
+    return type(error)(f"tile {tile_id}: {error}")
+
+
 def _absolute(path: str) -> str:
     """The GDAL path of a tile, absolute so the VRT does not depend on where it is read from."""
     gdal_path = to_gdal_path(path)
@@ -115,8 +137,8 @@ def _validate_tiles(tile_paths, *, width, height, transform, crs, tile_size) -> 
         try:
             with rasterio.open(gdal_path) as src:
                 headers[tile_id] = (gdal_path, src.profile, src.transform, src.crs, src.block_shapes[0])
-        except RasterioIOError as exc:
-            raise InputUnreadable(f"tile {tile_id} cannot be read from {path!r}: {exc}") from exc
+        except (RasterioError, OSError) as exc:
+            raise _tile_error(exc, tile_id, gdal_path, "open tile") from exc
 
     if tile_size is None:
         tile_size = _infer_tile_size({t: (h[1]["width"], h[1]["height"]) for t, h in headers.items()})
@@ -158,7 +180,8 @@ def _validate_tiles(tile_paths, *, width, height, transform, crs, tile_size) -> 
 
 def _vrt_xml(tiles: list[_Tile], *, grid_transform, crs, width, height) -> bytes:
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
+    if crs is not None:
+        ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
     ET.SubElement(root, "GeoTransform").text = ", ".join(repr(float(v)) for v in grid_transform.to_gdal())
     for band in range(1, BAND_COUNT + 1):
         band_el = ET.SubElement(root, "VRTRasterBand", dataType="Byte", band=str(band))
@@ -186,6 +209,22 @@ def _vrt_xml(tiles: list[_Tile], *, grid_transform, crs, width, height) -> bytes
             )
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8")
+
+
+def _georeferencing(transform, crs) -> tuple[Affine, CRS | None]:
+    """Accept an Affine or its 6 coefficients, and a CRS, "EPSG:xxxx", WKT or "" (none)."""
+    try:
+        affine = transform if isinstance(transform, Affine) else Affine(*tuple(float(v) for v in transform)[:6])
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"transform must be an Affine or 6 numbers, got {transform!r}") from exc
+    if affine.is_degenerate:
+        raise InvalidRequest(f"transform is degenerate: {tuple(affine)[:6]}")
+    if crs is None or crs == "":
+        return affine, None
+    try:
+        return affine, CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise InvalidRequest(f"crs is not a CRS: {crs!r}") from exc
 
 
 def _local_out_dir(out_dir: str) -> str:
@@ -216,10 +255,10 @@ def build_vrt(tile_paths: list[str], vrt_path: str, *, grid_transform, crs, widt
         Tiles named ``<tile_id>.tif``: local paths, ``gs://`` or ``https://`` URLs, or GDAL paths.
     vrt_path : str
         Local path of the VRT to write (written to a temp file, then moved into place).
-    grid_transform : affine.Affine
+    grid_transform : affine.Affine or sequence of 6 floats
         Transform of the whole raster (the tile ``r000_c000``'s transform).
-    crs : rasterio.crs.CRS
-        CRS of the raster; every tile must have it.
+    crs : rasterio.crs.CRS or str
+        CRS of the raster (a CRS, ``"EPSG:32631"``, WKT, or ``""`` for none); every tile must have it.
     width, height : int
         Size of the whole raster in pixels.
     tile_size : int, optional
@@ -229,24 +268,19 @@ def build_vrt(tile_paths: list[str], vrt_path: str, *, grid_transform, crs, widt
     ------
     InputUnreadable
         A tile cannot be opened (missing, not a raster).
+    StorageUnavailable
+        A remote tile failed with an error worth retrying (HTTP 5xx, 429, network).
     InputMismatch
         A tile is missing from the grid, duplicated, or does not match its grid slot
         (size, transform, CRS, bands, dtype, nodata).
     """
+    grid_transform, crs = _georeferencing(grid_transform, crs)
     with gdal_env():
         tiles = _validate_tiles(
             tile_paths, width=width, height=height, transform=grid_transform, crs=crs, tile_size=tile_size
         )
     xml = _vrt_xml(tiles, grid_transform=grid_transform, crs=crs, width=width, height=height)
     _write_atomically(xml, vrt_path)
-
-
-def _overview_factors(width: int, height: int, blocksize: int) -> list[int]:
-    factors, factor = [], 2
-    while max(width, height) > blocksize and -(-max(width, height) // (factor // 2)) > blocksize:
-        factors.append(factor)
-        factor *= 2
-    return factors
 
 
 def _write_scratch(tiles: list[_Tile], path: str, *, width, height, transform, crs, blocksize) -> None:
@@ -270,15 +304,25 @@ def _write_scratch(tiles: list[_Tile], path: str, *, width, height, transform, c
     }
     with rasterio.open(path, "w", **scratch) as dst:
         for tile in tiles:
-            with rasterio.open(tile.gdal_path) as src:
-                try:
+            try:
+                with rasterio.open(tile.gdal_path) as src:
                     data = src.read()
-                except RasterioIOError as exc:
-                    raise InputUnreadable(f"tile {tile.tile_id} ({tile.gdal_path}) cannot be read: {exc}") from exc
+            except (RasterioError, OSError) as exc:
+                raise _tile_error(exc, tile.tile_id, tile.gdal_path, "read tile") from exc
             dst.write(data, window=tile.window.to_rasterio())
-        for band, name in enumerate(_COLOR_INTERP, start=1):
-            dst.set_band_description(band, "count" if name == "Undefined" else name.lower())
+        dst.descriptions = _BAND_DESCRIPTIONS
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
+
+
+#: Keys of an output profile that describe the dataset rather than being COG creation options.
+_NOT_CREATION_OPTIONS = {"driver", "dtype", "count", "nodata", "width", "height", "crs", "transform"}
+
+
+def _cog_options(cog_profile: dict) -> dict:
+    options = {k: v for k, v in cog_profile.items() if k.lower() not in _NOT_CREATION_OPTIONS}
+    options.setdefault("overview_resampling", OVERVIEW_RESAMPLING)
+    options.setdefault("overviews", "AUTO")
+    return options
 
 
 def build_mosaic(
@@ -307,10 +351,10 @@ def build_mosaic(
         Local directory to write into (created if needed); upload from there.
     width, height : int
         Size of the whole raster (10980 x 10980 for a granule).
-    transform : affine.Affine
+    transform : affine.Affine or sequence of 6 floats
         Transform of the whole raster.
-    crs : rasterio.crs.CRS
-        CRS of the raster.
+    crs : rasterio.crs.CRS or str
+        CRS of the raster (a CRS, ``"EPSG:32631"``, WKT, or ``""`` for none).
     name : str
         Base name of the outputs.
     tile_size : int, optional
@@ -325,10 +369,11 @@ def build_mosaic(
 
     Raises
     ------
-    InputUnreadable, InputMismatch
+    InputUnreadable, InputMismatch, StorageUnavailable
         As :func:`build_vrt`, naming the tile at fault; nothing is left in ``out_dir``.
     """
     started = time.monotonic()
+    transform, crs = _georeferencing(transform, crs)
     if not name or "/" in name or name.startswith("."):
         raise InvalidRequest(f"name must be a plain file stem, got {name!r}")
     out_dir = _local_out_dir(out_dir)
@@ -340,7 +385,7 @@ def build_mosaic(
 
     work = tempfile.mkdtemp(prefix=".assemble-", dir=out_dir)
     try:
-        with gdal_env(), rasterio.Env(GDAL_CACHEMAX=_CACHE_MAX, GDAL_PAM_ENABLED="NO"):
+        with gdal_env(GDAL_PAM_ENABLED="NO", **_cache_cap()):
             tiles = _validate_tiles(
                 tile_paths, width=width, height=height, transform=transform, crs=crs, tile_size=tile_size
             )
@@ -352,10 +397,7 @@ def build_mosaic(
             _write_scratch(tiles, scratch, width=width, height=height, transform=transform, crs=crs, blocksize=blocksize)
 
             tmp_cog = os.path.join(work, "mosaic.tif")
-            options = {k: v for k, v in cog_profile.items() if k.lower() != "driver"}
-            options.setdefault("overview_resampling", OVERVIEW_RESAMPLING)
-            options.setdefault("overviews", "AUTO")
-            rasterio.shutil.copy(scratch, tmp_cog, driver="COG", **options)
+            rasterio.shutil.copy(scratch, tmp_cog, driver="COG", **_cog_options(cog_profile))
             os.remove(scratch)
 
             tmp_png = os.path.join(work, "quicklook.png")

@@ -191,3 +191,21 @@ def test_tile_with_wrong_crs_names_the_tile(uneven_grid_tiles, tmp_path):
         dst.crs = CRS.from_epsg(32632)
     with pytest.raises(InputMismatch, match="r000_c000.*CRS"):
         build_mosaic(tiles, str(tmp_path / "out"), width=WIDTH, height=HEIGHT, transform=TRANSFORM, crs=CRS_32631)
+
+
+def test_manifest_style_georeferencing_is_accepted(uneven_grid_tiles, tmp_path):
+    # The mosaic function passes the job manifest's grid: 6 floats and "EPSG:xxxx", no tile size.
+    paths, data = uneven_grid_tiles
+    result = build_mosaic(
+        paths, str(tmp_path), width=WIDTH, height=HEIGHT, transform=tuple(TRANSFORM)[:6], crs="EPSG:32631"
+    )
+    with rasterio.open(result.cog_path) as src:
+        assert src.crs == CRS_32631
+        assert src.transform.almost_equals(TRANSFORM)
+        np.testing.assert_array_equal(src.read(), data)
+
+
+def test_tile_given_twice_is_refused(uneven_grid_tiles, tmp_path):
+    paths, _ = uneven_grid_tiles
+    with pytest.raises(InputMismatch, match="r000_c000 given twice"):
+        build_mosaic(paths + paths[:1], str(tmp_path), width=WIDTH, height=HEIGHT, transform=TRANSFORM, crs=CRS_32631)

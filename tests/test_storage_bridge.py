@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 import rasterio
-import rasterio.transform
+from affine import Affine
 from google.api_core.exceptions import PreconditionFailed
 from google.cloud import storage
 from handlers.support import EVENT_RECORDER, clean_environ, read_records, wait_for_records, write_topology
@@ -111,7 +111,7 @@ def test_gdal_reads_a_window_of_a_cog_through_vsigs(cloud, gcs, tmp_path):
     local = tmp_path / "scene.tif"
     profile = dict(
         driver="COG", width=700, height=600, count=3, dtype="uint8", blocksize=256, compress="deflate",
-        crs="EPSG:32631", transform=rasterio.transform.from_origin(300000, 4900020, 10, 10),
+        crs="EPSG:32631", transform=Affine(10, 0, 300000, 0, -10, 4900020),
     )
     with rasterio.Env():
         with rasterio.open(local, "w", **profile) as dst:

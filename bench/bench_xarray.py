@@ -168,7 +168,7 @@ def main(argv=None) -> None:
             f"luminance x{xr_s / figs['ours luminance']['seconds']:.1f} (vs xarray per-band); "
             f"peak memory xarray {figs['xarray per-band']['rss_peak_mb']:.0f} MB, "
             f"ours {figs['ours per-band']['rss_peak_mb']:.0f} MB; "
-            f"per-band results differ on {figs["differ"]:.4%} of values"
+            f"per-band results differ on {figs['differ']:.4%} of values"
         )
     if len(by_size) > 1:
         small, large = min(by_size), max(by_size)

@@ -282,7 +282,8 @@ class LocalCloud:
                 started[PUBSUB] = processes.spawn(
                     PUBSUB,
                     [sys.executable, "-m", "localcloud.pubsub_emulator", "--host", HOST, "--port", ports[PUBSUB],
-                     "--default-concurrency", topology.default_concurrency],
+                     "--default-concurrency", topology.default_concurrency,
+                     "--log-level", self.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO")],
                     {**base_env, "PYTHONPATH": _pythonpath(base_env)}, logs / "pubsub.log", self.run_dir, ports[PUBSUB],
                 )
                 urls[PUBSUB] = pubsub_host

@@ -271,6 +271,7 @@ class _Subscription:
             log.info("%s: message %s attempt %d: no answer (%s)", self.name, delivery.message.message_id, delivery.attempts, exc)
             return False
         if 200 <= response.status < 300:
+            log.debug("%s: message %s attempt %d: HTTP %d", self.name, delivery.message.message_id, delivery.attempts, response.status)
             return True
         log.info(
             "%s: message %s attempt %d: HTTP %d", self.name, delivery.message.message_id, delivery.attempts, response.status

@@ -127,6 +127,7 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) 
             transform=raster.transform,
             crs=raster.crs,
             name="median",
+            tile_size=manifest.grid.tile_size,
         )
         paths_by_name = {
             "median.tif": result.cog_path,

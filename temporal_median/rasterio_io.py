@@ -15,11 +15,10 @@ from typing import Sequence
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Interleaving
 from rasterio.env import get_gdal_config
 from rasterio.errors import RasterioError
 from rasterio.transform import Affine
-from rasterio.windows import transform as _rio_window_transform
 
 from .errors import (
     InputMismatch,
@@ -45,9 +44,9 @@ _GDAL_DEFAULTS = {
     # VSI_CACHE is per open file; a tile keeps every scene open, so keep each cache small.
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": str(256 * 1024),
-    # MB. GDAL's default is 5% of RAM (1.2 GB on a 24 GB box): far too much for a 2 GiB worker,
-    # and blocks are never decoded twice here, so a small cache loses nothing.
-    "GDAL_CACHEMAX": "64",
+    # Bytes (rasterio passes an int to GDALSetCacheMax64). GDAL's default is 5% of RAM (1.2 GB
+    # on a 24 GB box): far too much for a 2 GiB worker, and blocks are never decoded twice here.
+    "GDAL_CACHEMAX": 64 << 20,
     "GDAL_HTTP_MAX_RETRY": "4",
     "GDAL_HTTP_RETRY_DELAY": "1",
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
@@ -93,8 +92,10 @@ _PROFILES = {
 }
 
 # Messages of GDAL/curl failures that retrying can cure (checked on remote inputs only).
+# A block read that comes back short ("got 0 bytes, expected N") is how GDAL reports an HTTP
+# error on a range request after its own retries: the 5xx itself only goes to the log.
 _TRANSIENT = re.compile(
-    r"HTTP response code: (5\d\d|429|408|403)\b"
+    r"HTTP response code: (5\d\d|429|408|403)\b|got \d+ bytes, expected \d+"
     r"|curl error|timed out|timeout|could not connect|couldn't connect|could not resolve"
     r"|couldn't resolve|connection (reset|refused|aborted|closed)|recv failure|send failure"
     r"|empty reply|ssl|server returned nothing|operation too slow|transfer closed",
@@ -173,7 +174,9 @@ class RasterGrid:
 
     def window_transform(self, window: Window) -> Affine:
         """The transform of ``window``: this grid's transform shifted by the window's offset."""
-        return _rio_window_transform(window.to_rasterio(), self.affine)
+        a, b, c, d, e, f = self.transform
+        col, row = window.col_off, window.row_off
+        return Affine(a, b, c + a * col + b * row, d, e, f + d * col + e * row)
 
     def contains(self, window: Window) -> bool:
         return (
@@ -284,9 +287,18 @@ def gdal_env(**overrides) -> rasterio.Env:
     rasterio.Env
         Not yet entered: use it as ``with gdal_env(): ...``.
     """
-    options = {k: v for k, v in _GDAL_DEFAULTS.items() if get_gdal_config(k, normalize=False) is None}
+    options = {k: v for k, v in _GDAL_DEFAULTS.items() if not _already_set(k)}
     options.update(overrides)
     return rasterio.Env(**options)
+
+
+def _already_set(key: str) -> bool:
+    if key in os.environ:
+        return True
+    if rasterio.env.hasenv() and key in rasterio.env.getenv():
+        return True
+    # rasterio reports GDAL's current cache size for GDAL_CACHEMAX, set or not.
+    return key != "GDAL_CACHEMAX" and get_gdal_config(key, normalize=False) is not None
 
 
 def _messages(exc: BaseException) -> str:
@@ -302,10 +314,12 @@ def _as_core_error(exc: BaseException, url: str, action: str) -> TemporalMedianE
     """Map a rasterio/GDAL failure on ``url`` to our errors.
 
     The rule: on a gs:// or https:// input, an HTTP 5xx, 429, 408 or 403 (as in storage.py:
-    IAM grants take time to propagate) or a curl-level failure (connect, resolve, timeout,
-    reset, TLS) is StorageUnavailable; anything else, and every failure of a local file, is
-    InputUnreadable. GDAL reports HTTP codes as ``HTTP response code: NNN`` and curl failures
-    as ``CURL error: ...``, which is what this looks at.
+    IAM grants take time to propagate), a curl-level failure (connect, resolve, timeout,
+    reset, TLS) or a short block read is StorageUnavailable; anything else (404, not a
+    raster, undecodable data), and every failure of a local file, is InputUnreadable. GDAL
+    reports HTTP codes at open as ``HTTP response code: NNN``, curl failures as
+    ``CURL error: ...``, and a failed range request as a short read ``got 0 bytes, expected
+    N``, which is what this looks at.
     """
     if isinstance(exc, TemporalMedianError):
         return exc
@@ -543,7 +557,8 @@ def plan_chunks(window: Window, block: tuple, n_scenes: int, budget: int = CHUNK
 def _window_block_bytes(ds, window: Window) -> int:
     """Compressed bytes of the blocks of ``ds`` that ``window`` touches (0 if unknown)."""
     block_h, block_w = ds.block_shapes[0]
-    bands = [1] if ds.interleaving is None or ds.interleaving.name == "PIXEL" else [1, 2, 3]
+    # Pixel-interleaved blocks hold all bands; band-interleaved files have a block per band.
+    bands = [1, 2, 3] if ds.interleaving == Interleaving.band else [1]
     total = 0
     for by in range(window.row_off // block_h, (window.row_off + window.height - 1) // block_h + 1):
         for bx in range(window.col_off // block_w, (window.col_off + window.width - 1) // block_w + 1):

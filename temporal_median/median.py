@@ -82,9 +82,11 @@ def check_method(method: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+#: Passes are only called from the kernels: no Python wrapper to compile.
+_PASS_JIT = dict(_JIT, no_cpython_wrapper=True)
 
 
-@njit(**_JIT)
+@njit(**_PASS_JIT)
 def _gather_luminance(stack, y, x0, nx, lum, valid_n):  # pragma: no cover - compiled
     """lum[t, x] = R+G+B of valid samples, _LUM_INVALID otherwise; valid_n[x] = #valid."""
     for x in range(_BLOCK):
@@ -108,7 +110,7 @@ def _gather_luminance(stack, y, x0, nx, lum, valid_n):  # pragma: no cover - com
             valid_n[x] += ok
 
 
-@njit(**_JIT)
+@njit(**_PASS_JIT)
 def _gather_bands(stack, y, x0, nx, vals, valid_n):  # pragma: no cover - compiled
     """vals[b, t, x] = band b of valid samples, 255 (above any valid value) otherwise."""
     for x in range(_BLOCK):
@@ -135,7 +137,7 @@ def _gather_bands(stack, y, x0, nx, vals, valid_n):  # pragma: no cover - compil
             valid_n[x] += ok
 
 
-@njit(**_JIT)
+@njit(**_PASS_JIT)
 def _count_le(vals, mid, hits):  # pragma: no cover - compiled
     """hits[x] = #{t : vals[t, x] <= mid[x]}."""
     n_samples = vals.shape[0]
@@ -158,7 +160,7 @@ def _count_le(vals, mid, hits):  # pragma: no cover - compiled
             hits[x] += row[x] <= mid[x]
 
 
-@njit(**_JIT)
+@njit(**_PASS_JIT)
 def _select(vals, rank, lo, hi, le_lo, le_hi, mid, hits, steps):  # pragma: no cover - compiled
     """Binary search per pixel for the rank-th smallest value (0-based) in [lo, hi].
 
@@ -178,7 +180,7 @@ def _select(vals, rank, lo, hi, le_lo, le_hi, mid, hits, steps):  # pragma: no c
                 le_lo[x] = hits[x]
 
 
-@njit(**_JIT)
+@njit(**_PASS_JIT)
 def _pick_tied(lum, value, rank, seen, pick):  # pragma: no cover - compiled
     """pick[x] = acquisition index of the rank[x]-th sample (0-based) with lum == value[x]."""
     for x in range(_BLOCK):
@@ -192,7 +194,7 @@ def _pick_tied(lum, value, rank, seen, pick):  # pragma: no cover - compiled
             seen[x] += same
 
 
-@njit(**_JIT)
+@njit(**_PASS_JIT)
 def _smallest_above(vals, value, out):  # pragma: no cover - compiled
     """out[x] = smallest vals[t, x] above value[x] (255 when none)."""
     for x in range(_BLOCK):

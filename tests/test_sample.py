@@ -1,0 +1,216 @@
+"""The synthetic series generator (temporal_median_cli.sample): files, content, determinism, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from temporal_median.grid import Grid
+from temporal_median.median import compute_median
+from temporal_median_cli import sample
+from temporal_median_cli.sample import PROFILES, SeriesInfo, acquisition_times, generate_series
+
+NAME = re.compile(r"^T31TCJ_(2023\d{4}T\d{6})_TCI\.tif$")
+
+
+def read_stack(series: SeriesInfo) -> np.ndarray:
+    out = []
+    for path in series.paths:
+        with rasterio.open(path) as ds:
+            out.append(ds.read())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def year_series(tmp_path_factory):
+    """36 dates of 400 x 300, seed 0: enough dates for a median, small enough to be quick."""
+    return generate_series(str(tmp_path_factory.mktemp("year")), scenes=36, width=400, height=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def year_stack(year_series):
+    return read_stack(year_series)
+
+
+def test_names_are_sorted_in_acquisition_order(year_series):
+    names = [s.name for s in year_series.scenes]
+    assert all(NAME.match(n) for n in names)
+    assert names == sorted(names) and len(set(names)) == 36
+    stamps = [dt.datetime.strptime(NAME.match(n).group(1), "%Y%m%dT%H%M%S") for n in names]
+    assert [s.acquired for s in year_series.scenes] == [t.isoformat() + "Z" for t in stamps]
+    # Spread over the year: one date in each tenth of it at least, and all distinct days.
+    assert {(t.timetuple().tm_yday - 1) * 10 // 365 for t in stamps} == set(range(10))
+    assert len({t.date() for t in stamps}) == 36
+    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["ground_truth.tif", "series.json"])
+
+
+def test_geometry_is_exact(year_series):
+    for path in year_series.paths + [year_series.ground_truth_path]:
+        with rasterio.open(path) as ds:
+            assert (ds.width, ds.height, ds.count) == (400, 300, 3)
+            assert ds.dtypes == ("uint8",) * 3
+            assert ds.crs.to_string() == "EPSG:32631"
+            assert tuple(ds.transform)[:6] == (10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0)
+            assert ds.compression.name == "deflate"
+            assert ds.block_shapes[0] == (300, 400) or ds.block_shapes[0] == (512, 512)
+        assert cog_validate(path)[0]
+
+
+def test_custom_geometry(tmp_path):
+    series = generate_series(str(tmp_path), scenes=2, width=130, height=70, crs="EPSG:2154", pixel_size=20,
+                             origin=(500000, 6600000), granule="T30UXV", year=2021, seed=3, ground_truth=False)
+    for path in series.paths:
+        assert os.path.basename(path).startswith("T30UXV_2021")
+        with rasterio.open(path) as ds:
+            assert (ds.width, ds.height) == (130, 70)
+            assert ds.crs.to_epsg() == 2154
+            assert tuple(ds.transform)[:6] == (20.0, 0.0, 500000.0, 0.0, -20.0, 6600000.0)
+
+
+def test_series_json_describes_the_series(year_series):
+    with open(os.path.join(year_series.out_dir, "series.json"), encoding="utf-8") as f:
+        data = json.load(f)
+    assert data["seed"] == 0 and data["width"] == 400 and data["height"] == 300
+    assert data["crs"] == "EPSG:32631" and data["transform"] == [10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0]
+    assert [s["name"] for s in data["scenes"]] == [s.name for s in year_series.scenes]
+    assert SeriesInfo.load(year_series.out_dir) == year_series
+
+
+def test_recorded_fractions_match_the_pixels(year_series, year_stack):
+    total = 400 * 300
+    for scene, data in zip(year_series.scenes, year_stack):
+        cloud = (data == 255).all(axis=0)
+        nodata = (data == 0).all(axis=0)
+        assert scene.cloud_fraction == pytest.approx(cloud.sum() / total, abs=1e-5)
+        assert scene.nodata_fraction == pytest.approx(nodata.sum() / total, abs=1e-5)
+        # 0 and 255 only ever appear in all bands at once: everything else is valid ground.
+        other = ~cloud & ~nodata
+        assert ((data[:, other] >= 1) & (data[:, other] <= 254)).all()
+
+
+def test_weather_comes_in_expected_proportions(year_series, year_stack):
+    clouds = np.array([s.cloud_fraction for s in year_series.scenes])
+    assert 0.2 <= clouds.mean() <= 0.55
+    assert (clouds < 0.03).sum() >= 5  # clear dates
+    assert (clouds > 0.5).sum() >= 5  # mostly cloudy dates
+    swath = [s for s in year_series.scenes if s.nodata_fraction > 0]
+    assert 3 <= len(swath) <= 18 and all(0.1 < s.nodata_fraction < 0.8 for s in swath)
+    assert any(s.haze for s in year_series.scenes) and not all(s.haze for s in year_series.scenes)
+    assert sum(s.shadow_fraction > 0.01 for s in year_series.scenes) >= 5
+    # Every pixel keeps enough clear dates for a median.
+    valid = ((year_stack > 0) & (year_stack < 255)).all(axis=1).sum(axis=0)
+    assert valid.min() >= 5
+
+
+def test_shadows_are_darker_than_the_same_ground_in_the_clear(year_series, year_stack):
+    truth = rasterio.open(year_series.ground_truth_path).read().astype(int).sum(axis=0)
+    darker = []
+    for scene, data in zip(year_series.scenes, year_stack):
+        if scene.shadow_fraction > 0.02 and not scene.haze:
+            lum = data.astype(int).sum(axis=0)
+            valid = ((data > 0) & (data < 255)).all(axis=0)
+            # Darkest tenth of the valid pixels, relative to the clean ground.
+            ratio = lum[valid] / truth[valid]
+            darker.append(np.mean(ratio < 0.7))
+    assert len(darker) >= 5 and np.median(darker) > 0.05
+
+
+def test_ground_is_structured_not_noise(year_series):
+    truth = rasterio.open(year_series.ground_truth_path).read().astype(float)
+    lum = truth.sum(axis=0)
+    # Neighbouring pixels are alike (parcels), unlike white noise where they differ as much as any pair.
+    neighbour = np.abs(np.diff(lum, axis=1)).mean()
+    shuffled = np.random.default_rng(0).permutation(lum.ravel()).reshape(lum.shape)
+    assert neighbour < 0.3 * np.abs(np.diff(shuffled, axis=1)).mean()
+    # And it changes with the seasons.
+    first, mid = (rasterio.open(year_series.paths[i]).read().astype(int) for i in (0, 18))
+    clear = ((first > 0) & (first < 255) & (mid > 0) & (mid < 255)).all(axis=0)
+    assert np.abs(first - mid).sum(axis=0)[clear].mean() > 20
+
+
+def test_median_of_the_series_is_close_to_the_ground_truth(year_series, year_stack):
+    truth = rasterio.open(year_series.ground_truth_path).read().astype(int)
+    result = compute_median(year_stack, "luminance")
+    error = np.abs(result.rgb.astype(int) - truth).max(axis=0)
+    assert np.mean(error <= 10) >= 0.75
+    assert np.mean(error <= 20) >= 0.88
+    # The check has teeth: a median that keeps clouds and gaps is much further off.
+    naive = np.abs(np.median(year_stack, axis=0) - truth).max(axis=0)
+    assert np.mean(naive <= 10) < 0.65
+
+
+def test_same_seed_same_series_other_seed_other_series(tmp_path):
+    kwargs = dict(scenes=5, width=150, height=90)
+    a = generate_series(str(tmp_path / "a"), seed=7, **kwargs)
+    b = generate_series(str(tmp_path / "b"), seed=7, **kwargs)
+    c = generate_series(str(tmp_path / "c"), seed=8, **kwargs)
+    assert [s for s in a.scenes] == [s for s in b.scenes]
+    np.testing.assert_array_equal(read_stack(a), read_stack(b))
+    assert [s.name for s in a.scenes] != [s.name for s in c.scenes]
+    assert not np.array_equal(read_stack(a), read_stack(c))
+
+
+def test_acquisition_times_are_distinct_sorted_days():
+    times = acquisition_times(365, 2023, 0)
+    assert len({t.date() for t in times}) == 365 and times == sorted(times)
+    with pytest.raises(ValueError):
+        acquisition_times(366, 2023, 0)
+
+
+def test_demo_profile_exercises_edge_windows():
+    demo = PROFILES["demo"]
+    assert demo["width"] % 1024 and demo["height"] % 1024
+    grid = Grid(demo["width"], demo["height"])
+    assert len(grid) >= 4
+    full = PROFILES["full"]
+    assert (full["scenes"], full["width"], full["height"]) == (216, 10980, 10980)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_writes_reuses_and_refuses_to_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "s")
+    args = [out, "--scenes", "3", "--width", "90", "--height", "60", "--seed", "4"]
+    assert sample.main(args) == 0
+    first = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
+    assert len(first) == 5
+    # Same parameters: the series is reused, not rewritten.
+    assert sample.main(args) == 0
+    assert {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)} == first
+    # Different parameters: refused without --force, replaced with it.
+    assert sample.main(args[:-1] + ["5"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert sample.main(args[:-1] + ["5", "--force"]) == 0
+    assert SeriesInfo.load(out).seed == 5 and len(os.listdir(out)) == 5
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--scenes", "0"], ["--width", "3"], ["--crs", "EPSG:nope"], ["--pixel-size", "-1"], ["--tile-granule", "31TCJ"],
+     ["--year", "1800"]],
+)
+def test_cli_rejects_bad_parameters(tmp_path, capsys, bad):
+    assert sample.main([str(tmp_path / "s"), "--scenes", "2", "--width", "40", "--height", "40", *bad]) == 1
+    assert "error" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "s" / "series.json")
+
+
+def test_cli_profile_sets_default_size(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(sample, "generate_series", lambda out_dir, **kw: seen.update(kw) or SeriesInfo(
+        out_dir, "T31TCJ", 2023, 0, kw["width"], kw["height"], "EPSG:32631", 10.0, (0.0, 0.0)))
+    assert sample.main([str(tmp_path), "--profile", "full"]) == 0
+    assert (seen["scenes"], seen["width"], seen["height"]) == (216, 10980, 10980)
+    assert seen["crs"] == "EPSG:32631" and seen["origin"] == (300000.0, 4900020.0) and seen["pixel_size"] == 10.0
+    assert sample.main([str(tmp_path), "--profile", "full", "--width", "2000"]) == 0
+    assert seen["width"] == 2000 and seen["height"] == 10980

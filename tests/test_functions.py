@@ -1,0 +1,398 @@
+"""The three functions through functions-framework's test client, against the storage and Pub/Sub emulators."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from functions_framework import create_app
+from pipeline_support import RESULTS, WORK, emulators, environment, function_env, make_series
+
+from localcloud import subscriber_client
+from temporal_median import storage
+from temporal_median.grid import TileId
+from temporal_median.jobs import JobPaths
+from temporal_median.mosaic import handle_object
+from temporal_median.rasterio_io import compute_tile
+from temporal_median.settings import get_settings
+from temporal_median.storage import GsUrl
+
+# Draining a pull subscription without waiting needs return_immediately, deprecated but served.
+pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated:DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = Path(__file__).parent / "fixtures" / "events"
+WIDTH, HEIGHT, TILE = 600, 420, 256  # 3 x 2 windows, edge windows of 88 and 164 px
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    base = tmp_path_factory.mktemp("functions-cloud")
+    local = emulators(base)
+    with environment(function_env(local, TM_MAX_DELIVERY_ATTEMPTS="5")):
+        yield local
+    local.down()
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    return make_series(tmp_path_factory.mktemp("series"), scenes=6, width=WIDTH, height=HEIGHT)
+
+
+@pytest.fixture(scope="module")
+def apps(cloud):
+    def client(name, signature):
+        return create_app(name, str(ROOT / "functions" / name / "main.py"), signature).test_client()
+
+    return {"fanout": client("fanout", "http"), "median": client("median", "http"), "mosaic": client("mosaic", "cloudevent")}
+
+
+@pytest.fixture()
+def pull(cloud):
+    """Pull (and ack) every message currently on the windows topic's pull subscription."""
+    subscriber = subscriber_client(cloud.env()["PUBSUB_EMULATOR_HOST"])
+    path = subscriber.subscription_path("local-project", "windows-pull")
+
+    def drain():
+        messages = []
+        while True:
+            response = subscriber.pull(
+                request={"subscription": path, "max_messages": 1000, "return_immediately": True}, timeout=10
+            )
+            if not response.received_messages:
+                return messages
+            subscriber.acknowledge(request={"subscription": path, "ack_ids": [m.ack_id for m in response.received_messages]})
+            messages.extend(m.message for m in response.received_messages)
+
+    drain()
+    return drain
+
+
+def post(apps, body, **kwargs):
+    return apps["fanout"].post("/jobs", data=json.dumps(body), content_type="application/json", **kwargs)
+
+
+def envelope(message, attempt=1, publish_time=None):
+    publish_time = publish_time or datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return {
+        "message": {
+            "data": base64.b64encode(message.data).decode(),
+            "attributes": dict(message.attributes),
+            "messageId": message.message_id or "m-1",
+            "publishTime": publish_time,
+        },
+        "subscription": "projects/local-project/subscriptions/windows-median",
+        "deliveryAttempt": attempt,
+    }
+
+
+def push(apps, message, **kwargs):
+    return apps["median"].post("/", data=json.dumps(envelope(message, **kwargs)), content_type="application/json")
+
+
+def start(apps, pull, series, **body):
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), "tile_size": TILE, **body})
+    assert answer.status_code == 202, answer.get_json()
+    messages = pull()
+    assert len(messages) == answer.get_json()["published"]
+    return answer.get_json(), {m.attributes["tile"]: m for m in messages}
+
+
+def status(apps, job_id):
+    answer = apps["fanout"].get(f"/jobs/{job_id}")
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def read_tile(job_id, tile, tmp_path):
+    path = tmp_path / f"{job_id}-{tile}.tif"
+    storage.download_file(JobPaths.of(f"gs://{WORK}", job_id).tile(TileId.parse(tile)), str(path))
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.transform, ds.crs
+
+
+# -- fanout -------------------------------------------------------------------------------------
+
+
+def test_post_writes_the_manifest_then_publishes_one_message_per_window(apps, pull, series):
+    job, messages = start(apps, pull, series, job_id="fanout-basic")
+    assert (job["tiles"], job["published"], job["already_done"], job["inputs"]) == (6, 6, 0, 6)
+    manifest = storage.read_json(JobPaths.of(f"gs://{WORK}", "fanout-basic").manifest)
+    assert manifest["datasets"] == series and manifest["grid"] == {"width": WIDTH, "height": HEIGHT, "tile_size": TILE}
+    windows = {tile: json.loads(m.data)["window"] for tile, m in messages.items()}
+    assert windows["r000_c000"] == [0, 0, 256, 256]
+    assert windows["r001_c002"] == [512, 256, 88, 164]
+    assert all(json.loads(m.data)["datasets"] == series for m in messages.values())
+
+
+def test_job_id_is_derived_so_posting_twice_is_the_same_job(apps, pull, series):
+    first, _ = start(apps, pull, series)
+    second, _ = start(apps, pull, series)
+    assert first["job_id"] == second["job_id"] and first["job_id"].startswith("job-")
+    other, _ = start(apps, pull, series, method="per-band")
+    assert other["job_id"] != first["job_id"]
+
+
+def test_same_job_id_with_other_parameters_is_a_conflict(apps, pull, series):
+    start(apps, pull, series, job_id="conflicting")
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), "tile_size": 512, "job_id": "conflicting"})
+    assert answer.status_code == 409 and answer.get_json()["error"]["code"] == "job_conflict"
+    assert pull() == []
+
+
+def test_mismatched_input_is_a_400_naming_the_file_and_nothing_is_written(apps, pull, series, tmp_path):
+    for path in series[:3]:
+        shutil.copy(path, tmp_path)
+    odd = tmp_path / "T31TCJ_20231231T000000_TCI.tif"
+    with rasterio.open(series[0]) as src:
+        profile = src.profile | {"width": WIDTH - 1}
+        data = src.read(window=((0, HEIGHT), (0, WIDTH - 1)))
+    with rasterio.open(odd, "w", **profile) as dst:
+        dst.write(data)
+    answer = post(apps, {"inputs": str(tmp_path), "job_id": "mismatched"})
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "input_mismatch" and odd.name in answer.get_json()["error"]["message"]
+    assert storage.read_json(JobPaths.of(f"gs://{WORK}", "mismatched").manifest) is None
+    assert pull() == []
+
+
+@pytest.mark.parametrize(
+    "body, status_code, code",
+    [
+        ({"inputs": "/nonexistent/dir"}, 400, "input_unreadable"),
+        ({"inputs": "gs://tm-work/no-such-prefix/"}, 400, "no_inputs"),
+        ({"inputs": "gs://tm-work/x", "method": "mean"}, 400, "invalid_request"),
+        ({"inputs": "gs://tm-work/x", "tile_size": 8192}, 400, "invalid_request"),
+    ],
+)
+def test_bad_requests_get_json_errors_and_publish_nothing(apps, pull, body, status_code, code):
+    answer = post(apps, body)
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (status_code, code)
+    assert pull() == []
+
+
+def test_request_limits(apps, pull):
+    huge = {"inputs": [f"/d/{i:06d}.tif" for i in range(get_settings().max_inputs + 1)]}
+    assert post(apps, huge).status_code == 413
+    big_body = json.dumps({"inputs": "/d", "job_id": "x" * (2 << 20)})
+    assert apps["fanout"].post("/jobs", data=big_body, content_type="application/json").status_code == 413
+    assert apps["fanout"].post("/jobs", data="not json", content_type="application/json").status_code == 400
+    assert apps["fanout"].put("/jobs").status_code == 405
+    assert pull() == []
+
+
+def test_status_of_an_unknown_job_is_404(apps):
+    answer = apps["fanout"].get("/jobs/no-such-job")
+    assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "job_not_found"
+    assert apps["fanout"].get("/jobs/Bad%20Id").status_code == 400
+
+
+# -- median -------------------------------------------------------------------------------------
+
+
+def test_median_writes_the_tile_the_core_computes_from_each_push_form(apps, pull, series, tmp_path):
+    job, messages = start(apps, pull, series, job_id="median-forms")
+    message = messages["r001_c002"]
+    answer = push(apps, message)
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "written"
+    pixels, transform, crs = read_tile("median-forms", "r001_c002", tmp_path)
+    from temporal_median.grid import Window
+
+    expected_path = tmp_path / "expected.tif"
+    compute_tile(series, Window(512, 256, 88, 164), str(expected_path))
+    with rasterio.open(expected_path) as ds:
+        assert np.array_equal(ds.read(), pixels) and ds.transform == transform and ds.crs == crs
+
+    # The binary and structured CloudEvent forms (as Eventarc delivers) decode to the same work.
+    for name in ("pubsub_cloudevent_binary.json", "pubsub_cloudevent_structured.json"):
+        event = json.loads((EVENTS / name).read_text())
+        tile = "r000_c000" if "binary" in name else "r000_c001"
+        body = event["body"]
+        inner = body["data"] if "data" in body and "specversion" in body else body
+        inner["message"]["data"] = base64.b64encode(messages[tile].data).decode()
+        inner["message"]["attributes"] = dict(messages[tile].attributes)
+        inner["message"]["publishTime"] = datetime.now(timezone.utc).isoformat()
+        answer = apps["median"].post("/", data=json.dumps(body), headers=event["headers"])
+        assert answer.status_code == 200 and answer.get_json()["outcome"] == "written", answer.get_json()
+        assert storage.exists(JobPaths.of(f"gs://{WORK}", "median-forms").tile(TileId.parse(tile)))
+
+
+def test_redelivery_does_no_work_and_keeps_the_tile(apps, pull, series, tmp_path):
+    _, messages = start(apps, pull, series, job_id="median-twice")
+    url = JobPaths.of(f"gs://{WORK}", "median-twice").tile(TileId(0, 0))
+    assert push(apps, messages["r000_c000"]).get_json()["outcome"] == "written"
+    generation = storage.generation(url)
+    assert push(apps, messages["r000_c000"], attempt=2).get_json()["outcome"] == "already-done"
+    assert storage.generation(url) == generation
+
+
+def test_concurrent_deliveries_of_one_window_give_one_identical_tile(apps, pull, series, tmp_path):
+    _, messages = start(apps, pull, series, job_id="median-race")
+    outcomes = []
+
+    def deliver():
+        outcomes.append(push(apps, messages["r001_c000"]).get_json()["outcome"])
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes).count("written") == 1 and len(outcomes) == 3
+    listing = list(storage.list_objects(JobPaths.of(f"gs://{WORK}", "median-race").tiles))
+    assert [info.url.key.rsplit("/", 1)[-1] for info in listing] == ["r001_c000.tif"]
+
+
+def test_malformed_messages_are_acknowledged_and_recorded(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="median-malformed")
+    bad = envelope(messages["r000_c000"])
+    bad["message"]["data"] = base64.b64encode(b'{"version": 1, "job_id": "median-malformed"}').decode()
+    answer = apps["median"].post("/", data=json.dumps(bad), content_type="application/json")
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "failed-permanently"
+    state = status(apps, "median-malformed")
+    assert state["failed"]["r000_c000"]["permanent"] and "lacks" in state["failed"]["r000_c000"]["reason"]
+    # Not even an envelope: acknowledged (a retry cannot fix it), nothing written.
+    answer = apps["median"].post("/", data="garbage", content_type="application/json")
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "malformed"
+
+
+def test_message_for_another_work_location_is_refused(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="median-foreign")
+    body = json.loads(messages["r000_c000"].data)
+    body["work"] = f"gs://{RESULTS}"
+    body["destination"] = f"gs://{RESULTS}/jobs/median-foreign/tiles/r000_c000.tif"
+    forged = envelope(messages["r000_c000"])
+    forged["message"]["data"] = base64.b64encode(json.dumps(body).encode()).decode()
+    answer = apps["median"].post("/", data=json.dumps(forged), content_type="application/json")
+    assert answer.get_json()["outcome"] == "failed-permanently"
+    assert not storage.exists(GsUrl.parse(body["destination"]))
+
+
+def test_missing_input_is_a_permanent_failure_shown_in_status(apps, pull, series, tmp_path):
+    for path in series:
+        shutil.copy(path, tmp_path)
+    answer = post(apps, {"inputs": str(tmp_path), "tile_size": TILE, "job_id": "median-missing"})
+    messages = {m.attributes["tile"]: m for m in pull()}
+    Path(tmp_path / Path(series[2]).name).unlink()
+    answer = push(apps, messages["r000_c000"])
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "failed-permanently"
+    state = status(apps, "median-missing")
+    assert state["tiles"]["failed"] == 1 and Path(series[2]).name in state["failed"]["r000_c000"]["reason"]
+    assert state["state"] == "running"  # the other windows are still to come
+
+
+def test_transient_failure_asks_for_a_retry_and_counts_attempts(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="median-transient")
+    body = json.loads(messages["r000_c000"].data)
+    body["datasets"][1] = "https://127.0.0.1:9/unreachable_TCI.tif"  # nothing listens on port 9
+    message = envelope(messages["r000_c000"], attempt=2)
+    message["message"]["data"] = base64.b64encode(json.dumps(body).encode()).decode()
+    answer = apps["median"].post("/", data=json.dumps(message), content_type="application/json")
+    assert answer.status_code == 503 and answer.get_json()["outcome"] == "retry"
+    state = status(apps, "median-transient")
+    assert state["retrying"]["r000_c000"]["attempt"] == 2 and state["tiles"]["failed"] == 0
+    message["deliveryAttempt"] = 5
+    assert apps["median"].post("/", data=json.dumps(message), content_type="application/json").status_code == 503
+    state = status(apps, "median-transient")
+    assert state["failed"]["r000_c000"]["attempt"] == 5 and "r000_c000" not in state["retrying"]
+
+
+def test_old_events_are_dropped(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="median-old")
+    old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+    answer = push(apps, messages["r000_c000"], publish_time=old)
+    assert answer.get_json()["outcome"] == "too-old"
+    assert not storage.exists(JobPaths.of(f"gs://{WORK}", "median-old").tile(TileId(0, 0)))
+
+
+def test_cancelled_job_messages_do_no_work_and_posting_again_resumes(apps, pull, series):
+    job, messages = start(apps, pull, series, job_id="median-cancel")
+    assert push(apps, messages["r000_c000"]).get_json()["outcome"] == "written"
+    answer = apps["fanout"].delete("/jobs/median-cancel")
+    assert answer.status_code == 200 and answer.get_json()["state"] == "cancelled"
+    assert push(apps, messages["r000_c001"]).get_json()["outcome"] == "cancelled"
+    assert not storage.exists(JobPaths.of(f"gs://{WORK}", "median-cancel").tile(TileId(0, 1)))
+    resumed, again = start(apps, pull, series, job_id="median-cancel")
+    assert (resumed["published"], resumed["already_done"]) == (5, 1) and "r000_c000" not in again
+    assert status(apps, "median-cancel")["state"] == "running"
+
+
+# -- mosaic -------------------------------------------------------------------------------------
+
+
+def finalized(name, bucket=WORK):
+    event = json.loads((EVENTS / "storage_finalized_binary.json").read_text())
+    headers = dict(event["headers"])
+    headers["ce-subject"] = f"objects/{name}"
+    headers["ce-source"] = f"//storage.googleapis.com/projects/_/buckets/{bucket}"
+    body = dict(event["body"], name=name, bucket=bucket)
+    return headers, json.dumps(body)
+
+
+def complete_tiles(apps, pull, series, job_id, **body):
+    _, messages = start(apps, pull, series, job_id=job_id, **body)
+    for message in messages.values():
+        assert push(apps, message).get_json()["outcome"] == "written"
+    return messages
+
+
+def test_mosaic_ignores_objects_that_are_not_tiles(apps, pull, series):
+    complete_tiles(apps, pull, series, "mosaic-ignore")
+    for name, bucket in [
+        ("jobs/mosaic-ignore/manifest.json", WORK),
+        ("jobs/mosaic-ignore/mosaic.lock", WORK),
+        ("mosaic-ignore/median.tif", RESULTS),
+        ("jobs/mosaic-ignore/tiles/r000_c000.tif", RESULTS),
+    ]:
+        headers, body = finalized(name, bucket)
+        assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
+    assert storage.read_json(GsUrl.parse(f"gs://{RESULTS}/mosaic-ignore/job.json")) is None
+
+
+def test_last_tile_builds_the_mosaic_once_even_when_events_race(apps, pull, series, tmp_path):
+    complete_tiles(apps, pull, series, "mosaic-race")
+    settings = get_settings()
+    outcomes = []
+    barrier = threading.Barrier(4)
+
+    def event(tile):
+        barrier.wait()
+        outcomes.append(handle_object(WORK, f"jobs/mosaic-race/tiles/{tile}.tif", settings))
+
+    threads = [threading.Thread(target=event, args=(t,)) for t in ("r000_c000", "r001_c002", "r001_c002", "r000_c001")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("built") == 1, outcomes
+    assert set(outcomes) <= {"built", "locked", "already-complete"}
+    # A redelivered event after completion does nothing.
+    headers, body = finalized("jobs/mosaic-race/tiles/r000_c000.tif")
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
+    record = storage.read_json(GsUrl.parse(f"gs://{RESULTS}/mosaic-race/job.json"))
+    assert record["tiles"] == 6 and record["width"] == WIDTH and record["bytes_read"] > 0
+    state = status(apps, "mosaic-race")
+    assert state["state"] == "complete" and state["mosaic"]["figures"]["job_id"] == "mosaic-race"
+
+
+def test_mosaic_waits_for_every_tile_and_never_for_a_failed_job(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="mosaic-failed")
+    bad = envelope(messages["r000_c000"])
+    bad["message"]["data"] = base64.b64encode(b"{}").decode()
+    apps["median"].post("/", data=json.dumps(bad), content_type="application/json")
+    for tile, message in messages.items():
+        if tile != "r000_c000":
+            push(apps, message)
+    headers, body = finalized("jobs/mosaic-failed/tiles/r001_c002.tif")
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
+    assert handle_object(WORK, "jobs/mosaic-failed/tiles/r001_c002.tif", get_settings()) == "waiting"
+    state = status(apps, "mosaic-failed")
+    assert state["state"] == "failed" and state["mosaic"]["state"] == "pending"
+    assert list(state["failed"]) == ["r000_c000"]

@@ -10,7 +10,9 @@ On one local synthetic series (``temporal_median_cli.sample.generate_series``), 
   window of the 1024 grid, one window after the other, each writing its tile COG.
 
 Each runs in its own fresh subprocess; peak memory is its ``resource.getrusage`` ``ru_maxrss``,
-and "after imports" is the same figure taken before any work (interpreter + libraries).
+and "after imports" is the same figure taken before any work (interpreter + libraries). Linux
+carries a parent's peak RSS into a child's ``ru_maxrss`` across fork + exec, so this parent stays
+lean: generating the series and comparing results run in subprocesses too.
 The per-band outputs of both are compared pixel for pixel (same definition, so they must agree).
 Two image sizes show whether memory grows with the image.
 
@@ -35,12 +37,14 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _series(data_dir: str, size: int, scenes: int):
+def _child_series(data_dir: str, size: int, scenes: int) -> dict:
     from temporal_median_cli.sample import generate_series
 
-    return generate_series(
+    started = time.perf_counter()
+    series = generate_series(
         os.path.join(data_dir, f"series-{size}-{scenes}"), scenes=scenes, width=size, height=size, ground_truth=False
     )
+    return {"paths": series.paths, "seconds": time.perf_counter() - started}
 
 
 def _child_xarray(paths: list[str], out_dir: str, size: int, tile: int) -> dict:
@@ -86,15 +90,15 @@ _CHILDREN = {
 }
 
 
-def _run_child(kind: str, paths: list[str], out_dir: str, size: int, tile: int) -> dict:
-    spec = json.dumps({"kind": kind, "paths": paths, "out_dir": out_dir, "size": size, "tile": tile})
+def _run_child(kind: str, *args) -> dict:
+    spec = json.dumps({"kind": kind, "args": args})
     proc = subprocess.run(
         [sys.executable, __file__, "--child"], input=spec, check=True, capture_output=True, text=True
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _compare_per_band(xarray_dir: str, ours_dir: str, size: int, tile: int) -> float:
+def _child_compare(xarray_dir: str, ours_dir: str, size: int, tile: int) -> dict:
     """Fraction of RGB values where the two per-band results differ (0.0 means identical)."""
     import numpy as np
     import rasterio
@@ -109,13 +113,14 @@ def _compare_per_band(xarray_dir: str, ours_dir: str, size: int, tile: int) -> f
             other = theirs.read([1, 2, 3], window=window.to_rasterio())
             differing += int(np.count_nonzero(mine != other))
             total += mine.size
-    return differing / total
+    return {"differ": differing / total}
 
 
 def main(argv=None) -> None:
     if argv is None and sys.argv[1:] == ["--child"]:
         spec = json.loads(sys.stdin.read())
-        figures = _CHILDREN[spec["kind"]](spec["paths"], spec["out_dir"], spec["size"], spec["tile"])
+        helpers = {"series": _child_series, "compare": _child_compare}
+        figures = {**_CHILDREN, **helpers}[spec["kind"]](*spec["args"])
         figures["rss_peak_mb"] = _rss_mb()
         print(json.dumps(figures))
         return
@@ -132,18 +137,15 @@ def main(argv=None) -> None:
     rows = []
     try:
         for size in sizes:
-            t0 = time.perf_counter()
-            series = _series(data_dir, size, args.scenes)
-            print(
-                f"series {size} x {size}, {args.scenes} scenes ready in {time.perf_counter() - t0:.1f} s",
-                flush=True,
-            )
+            series = _run_child("series", data_dir, size, args.scenes)
+            print(f"series {size} x {size}, {args.scenes} scenes ready in {series['seconds']:.1f} s", flush=True)
             outs = {}
             for kind in _CHILDREN:
                 outs[kind] = tempfile.mkdtemp(prefix=kind.replace(" ", "-") + "-", dir=work)
-                rows.append((size, kind, _run_child(kind, series.paths, outs[kind], size, args.tile)))
+                rows.append((size, kind, _run_child(kind, series["paths"], outs[kind], size, args.tile)))
                 print(f"  {kind}: {rows[-1][2]['seconds']:.1f} s", flush=True)
-            rows.append((size, "differ", _compare_per_band(outs["xarray per-band"], outs["ours per-band"], size, args.tile)))
+            compared = _run_child("compare", outs["xarray per-band"], outs["ours per-band"], size, args.tile)
+            rows.append((size, "differ", compared["differ"]))
             for out in outs.values():
                 shutil.rmtree(out, ignore_errors=True)
     finally:
@@ -152,14 +154,19 @@ def main(argv=None) -> None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
     print(f"\n{args.scenes} scenes, windows/chunks of {args.tile}, {os.cpu_count()} CPUs")
-    print(f"{'size':>6} {'method':<17} {'seconds':>8} {'peak RSS MB':>12} {'after imports MB':>17}")
+    print(
+        f"{'size':>6} {'method':<17} {'seconds':>8} {'1st window s':>13} {'peak RSS MB':>12} {'after imports MB':>17}"
+    )
     by_size: dict[int, dict] = {}
     for size, kind, fig in rows:
         if kind == "differ":
             by_size.setdefault(size, {})["differ"] = fig
             continue
         by_size.setdefault(size, {})[kind] = fig
-        print(f"{size:>6} {kind:<17} {fig['seconds']:8.1f} {fig['rss_peak_mb']:12.0f} {fig['rss_imports_mb']:17.0f}")
+        first = f"{fig['first_window_s']:13.1f}" if "first_window_s" in fig else f"{'-':>13}"
+        print(
+            f"{size:>6} {kind:<17} {fig['seconds']:8.1f} {first} {fig['rss_peak_mb']:12.0f} {fig['rss_imports_mb']:17.0f}"
+        )
     print()
     for size, figs in by_size.items():
         xr_s = figs["xarray per-band"]["seconds"]

@@ -414,7 +414,7 @@ def test_write_tile_rejects_bad_arguments(tmp_path, case):
     assert os.listdir(tmp_path) == []
 
 
-def test_profiles_are_copies_and_differ_in_blocks():
+def test_profiles_are_copies():
     tile = profile("tile")
     tile["blocksize"] = 1
     assert profile("tile")["blocksize"] in (256, 512)

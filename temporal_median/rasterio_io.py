@@ -326,8 +326,39 @@ def _as_core_error(exc: BaseException, url: str, action: str) -> TemporalMedianE
         return exc
     text = _messages(exc)
     if _is_remote(url) and _TRANSIENT.search(text):
+        forget_remote_files()
         return StorageUnavailable(f"{url}: cannot {action} (storage error, worth a retry): {text}")
     return InputUnreadable(f"{url}: cannot {action}: {text}")
+
+
+def _loaded_gdal():
+    """ctypes handle on the GDAL library rasterio loaded (Linux), or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libgdal" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        if path.startswith("/"):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
+    return None
+
+
+def forget_remote_files() -> None:
+    """Clear GDAL's /vsicurl/ and /vsigs/ caches of file properties and data.
+
+    GDAL remembers that a remote file could not be opened ("does not exist") for the rest of
+    the process; a retried message on the same instance would then fail permanently on what
+    was a passing network error. Best effort: a no-op where the library cannot be reached.
+    """
+    lib = _loaded_gdal()
+    if lib is not None and hasattr(lib, "VSICurlClearCache"):
+        lib.VSICurlClearCache()
 
 
 # --------------------------------------------------------------------------------------------

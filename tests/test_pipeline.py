@@ -1,0 +1,211 @@
+"""End to end on the local cloud: real function servers, push delivery with retries, finalize events."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.errors
+from handlers.support import clean_environ
+from pipeline_support import RESULTS, WORK, environment, make_series
+from rio_cogeo.cogeo import cog_validate
+
+from localcloud import LocalCloud, publisher_client, subscriber_client
+from temporal_median import storage
+from temporal_median.grid import Grid, TileId, Window
+from temporal_median.jobs import JobPaths, Manifest, isoformat, utcnow
+from temporal_median.median import compute_median
+from temporal_median.rasterio_io import inspect_inputs, read_window
+from temporal_median.storage import GsUrl
+
+FAST_RETRIES = {"min_backoff_seconds": 0.2, "max_backoff_seconds": 0.5}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    """The pipeline's own topology on free ports, with fast retries."""
+    run_dir = tmp_path_factory.mktemp("pipeline-cloud")
+    overrides = {
+        "pubsub": {"port": 0},
+        "storage": {"port": 0},
+        "functions": {name: {"port": 0} for name in ("fanout", "median", "mosaic")},
+        "subscriptions": {"windows-median": FAST_RETRIES},
+        "triggers": {"mosaic": FAST_RETRIES},
+    }
+    local = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides).up()
+    with environment({**local.env(), "LOCALCLOUD_RUN_DIR": str(run_dir)}):
+        yield local
+    local.down()
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    # 1100 x 700 with 512 windows: 3 x 2 tiles, edges of 76 and 188 px.
+    return make_series(tmp_path_factory.mktemp("e2e-series"), scenes=8, width=1100, height=700, seed=11)
+
+
+def call(cloud, method, path, body=None):
+    url = cloud.function_url("fanout").rstrip("/") + path
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_state(cloud, job_id, states, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        code, status = call(cloud, "GET", f"/jobs/{job_id}")
+        assert code == 200, status
+        if status["state"] in states:
+            return status
+        assert time.monotonic() < deadline, f"job {job_id} still {status['state']}: {status['tiles']}"
+        time.sleep(0.3)
+
+
+def log_lines(cloud, function, needle):
+    path = cloud.run_dir / "logs" / f"function-{function}.log"
+    return [line for line in path.read_text().splitlines() if needle in line]
+
+
+def expected_median(series, method):
+    raster = inspect_inputs(series)
+    stack = read_window(series, Window(0, 0, raster.width, raster.height))
+    return compute_median(stack, method), raster
+
+
+def test_mosaic_equals_the_core_result_pixel_for_pixel(cloud, series, tmp_path):
+    code, job = call(cloud, "POST", "/jobs", {"inputs": str(Path(series[0]).parent), "tile_size": 512})
+    assert code == 202 and job["tiles"] == 6, job
+    status = wait_state(cloud, job["job_id"], {"complete", "failed", "mosaic-failed"})
+    assert status["state"] == "complete", status
+    cog = tmp_path / "median.tif"
+    storage.download_file(GsUrl.parse(status["mosaic"]["cog"]), str(cog))
+    expected, raster = expected_median(series, "luminance")
+    with rasterio.open(cog) as ds:
+        assert ds.count == 4 and ds.nodata == 0 and ds.dtypes[0] == "uint8"
+        assert ds.crs.to_string() == raster.crs and tuple(ds.transform)[:6] == tuple(raster.transform)
+        assert np.array_equal(ds.read((1, 2, 3)), expected.rgb)
+        assert np.array_equal(ds.read(4), np.minimum(expected.count, 255))
+        assert ds.overviews(1), "the mosaic COG has overviews"
+    assert cog_validate(str(cog))[0]
+    record = status["mosaic"]["figures"]
+    assert record["tiles"] == 6 and record["inputs"] == 8 and record["seconds_fanout_to_mosaic"] > 0
+    # Finalize events of the last tiles race: exactly one invocation built the mosaic.
+    assert len(log_lines(cloud, "mosaic", '"mosaic built"')) == 1
+
+
+def test_run_command_copies_results_and_matches_per_band(cloud, series, tmp_path):
+    from temporal_median_cli.run import main
+
+    out = tmp_path / "out"
+    assert main([str(Path(series[0]).parent), str(out), "--tile-size", "256", "--method", "per-band", "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["job.json", "median.tif", "quicklook.png"]
+    expected, _ = expected_median(series, "per-band")
+    with rasterio.open(out / "median.tif") as ds:
+        assert np.array_equal(ds.read((1, 2, 3)), expected.rgb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a PNG has no georeferencing
+        ql = rasterio.open(out / "quicklook.png")
+    with ql:
+        assert ql.driver == "PNG" and max(ql.width, ql.height) <= 1024
+    assert json.loads((out / "job.json").read_text())["method"] == "per-band"
+
+
+def test_cancel_stops_the_work_and_posting_again_resumes(cloud, tmp_path_factory):
+    series = make_series(tmp_path_factory.mktemp("cancel-series"), scenes=6, width=1500, height=1100, seed=3)
+    body = {"inputs": str(Path(series[0]).parent), "tile_size": 256}
+    code, job = call(cloud, "POST", "/jobs", body)
+    assert code == 202 and job["tiles"] == 30
+    code, cancelled = call(cloud, "DELETE", f"/jobs/{job['job_id']}")
+    assert code == 200 and cancelled["state"] == "cancelled"
+    # Wait until the remaining messages have been acknowledged without work.
+    deadline = time.monotonic() + 60
+    while len(log_lines(cloud, "median", job["job_id"])) < 30 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = wait_state(cloud, job["job_id"], {"cancelled"})
+    done = status["tiles"]["done"]
+    assert done < 30 and status["mosaic"]["state"] == "pending"
+    assert len(log_lines(cloud, "median", "job cancelled: acknowledging without work")) >= 30 - done - 2
+    code, resumed = call(cloud, "POST", "/jobs", body)
+    assert code == 202 and (resumed["published"], resumed["already_done"]) == (30 - done, done)
+    assert wait_state(cloud, job["job_id"], {"complete", "failed"})["state"] == "complete"
+
+
+def test_a_window_that_always_fails_reaches_the_dead_letter_topic(cloud, series):
+    # A job whose one window reads from a host that refuses connections: a transient error, every time.
+    job_id = "always-fails"
+    raster = inspect_inputs(series)
+    manifest = Manifest(
+        job_id=job_id,
+        datasets=(series[0], "https://127.0.0.1:9/refused_TCI.tif"),
+        grid=Grid(raster.width, raster.height, 4096),
+        raster=raster.to_dict(),
+        method="luminance",
+        output=f"gs://{RESULTS}",
+        created=isoformat(utcnow()),
+        work=f"gs://{WORK}",
+    )
+    storage.create_json(JobPaths.of(f"gs://{WORK}", job_id).manifest, manifest.to_dict())
+    message = manifest.message(TileId(0, 0))
+    env = cloud.env()
+    publisher = publisher_client(env["PUBSUB_EMULATOR_HOST"])
+    publisher.publish(publisher.topic_path("local-project", "windows"), message.to_bytes(), **message.attributes()).result()
+
+    subscriber = subscriber_client(env["PUBSUB_EMULATOR_HOST"])
+    path = subscriber.subscription_path("local-project", "windows-dead-letter-sub")
+    deadline = time.monotonic() + 60
+    received = []
+    while not received and time.monotonic() < deadline:
+        received = subscriber.pull(request={"subscription": path, "max_messages": 10}, timeout=5).received_messages
+        received = [r for r in received if r.message.attributes.get("job_id") == job_id]
+    assert received, "the message never reached the dead-letter topic"
+    attributes = received[0].message.attributes
+    assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+    assert attributes["CloudPubSubDeadLetterSourceSubscription"] == "windows-median"
+    assert received[0].message.data == message.to_bytes()
+    status = wait_state(cloud, job_id, {"failed"}, timeout=30)
+    failure = status["failed"]["r000_c000"]
+    assert failure["attempt"] == 5 and "127.0.0.1:9" in failure["reason"]
+    assert status["mosaic"]["state"] == "pending"
+    assert storage.read_json(GsUrl.parse(f"gs://{RESULTS}/{job_id}/job.json")) is None
+
+
+def test_a_window_published_twice_gives_one_identical_tile(cloud, series, tmp_path):
+    code, job = call(cloud, "POST", "/jobs", {"inputs": str(Path(series[0]).parent), "tile_size": 1024})
+    assert code == 202
+    wait_state(cloud, job["job_id"], {"complete"})
+    paths = JobPaths.of(f"gs://{WORK}", job["job_id"])
+    tile = paths.tile(TileId(0, 1))
+    before = tmp_path / "before.tif"
+    storage.download_file(tile, str(before))
+    storage.delete(tile)
+    manifest = Manifest.from_dict(storage.read_json(paths.manifest))
+    message = manifest.message(TileId(0, 1))
+    env = cloud.env()
+    publisher = publisher_client(env["PUBSUB_EMULATOR_HOST"])
+    topic = publisher.topic_path("local-project", "windows")
+    futures = [publisher.publish(topic, message.to_bytes(), **message.attributes()) for _ in range(2)]
+    for future in futures:
+        future.result()
+    # One log line for the first computation, then one per delivery of the duplicate pair.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(
+        [l for l in log_lines(cloud, "median", '"tile": "r000_c001"') if job["job_id"] in l]
+    ) < 3:
+        time.sleep(0.2)
+    after = tmp_path / "after.tif"
+    storage.download_file(tile, str(after))
+    with rasterio.open(before) as a, rasterio.open(after) as b:
+        assert np.array_equal(a.read(), b.read()) and a.transform == b.transform
+    names = [info.url.key for info in storage.list_objects(paths.tiles)]
+    assert names.count(tile.key) == 1

@@ -12,9 +12,11 @@ What a series holds (everything is a deterministic function of the seed):
   slanted swath edge with 0 (nodata) in all bands beyond it.
 * Files, in OUT_DIR: ``{GRANULE}_{YYYYMMDDTHHMMSS}_TCI.tif`` (3-band uint8 COG, 512 blocks,
   lossless DEFLATE with the horizontal predictor, so 0 and 255 stay exact, unlike the course's
-  JPEG); ``ground_truth.tif``: the luminance median (temporal_median.median) of the *clean*
-  series, i.e. the same dates without clouds, fringes, shadows, haze or swath gaps, which is
-  what a perfect composite of the cloudy series tends to; ``series.json``: names, dates,
+  JPEG); ``truth/ground_truth.tif`` (in a subdirectory, so that listing OUT_DIR for inputs
+  finds the scenes only): the luminance median of the *clean*, noise-free series, i.e. the
+  same dates without clouds, fringes, shadows, haze, swath gaps or sensor noise, computed
+  independently of temporal_median.median; what a perfect composite of the cloudy series
+  tends to. ``series.json``: names, dates,
   geometry, seed and each scene's measured cloud / shadow / nodata fractions. series.json is
   written last, so its presence means the series is complete.
 
@@ -48,7 +50,7 @@ DEFAULT_CRS = "EPSG:32631"
 DEFAULT_ORIGIN = (300000.0, 4900020.0)
 DEFAULT_PIXEL_SIZE = 10.0
 SERIES_JSON = "series.json"
-GROUND_TRUTH = "ground_truth.tif"
+GROUND_TRUTH = "truth/ground_truth.tif"
 _STRIP_ROWS = 256
 _GRANULE = re.compile(r"^T\d{2}[A-Z]{3}$")
 
@@ -560,7 +562,7 @@ def generate_series(
     force : bool
         Replace a different series already in ``out_dir``.
     ground_truth : bool
-        Also write ground_truth.tif.
+        Also write truth/ground_truth.tif.
     workers : int, optional
         Scenes generated concurrently (default: 2, or 1 on one CPU).
     log : callable, optional
@@ -612,8 +614,10 @@ def generate_series(
     os.makedirs(out_dir, exist_ok=True)
     if force:
         for name in os.listdir(out_dir):
-            if name == SERIES_JSON or name == GROUND_TRUTH or (name.endswith("_TCI.tif") and name.startswith("T")):
+            if name == SERIES_JSON or (name.endswith("_TCI.tif") and name.startswith("T")):
                 os.unlink(os.path.join(out_dir, name))
+        if os.path.exists(os.path.join(out_dir, GROUND_TRUTH)):
+            os.unlink(os.path.join(out_dir, GROUND_TRUTH))
 
     started = time.perf_counter()
     workers = workers or (2 if (os.cpu_count() or 1) > 1 else 1)
@@ -631,6 +635,7 @@ def generate_series(
             results.append(future.result())
             log(f"  {names[i]}  clouds {results[-1].cloud_fraction:6.1%}  nodata {results[-1].nodata_fraction:6.1%}")
     if ground_truth:
+        os.makedirs(os.path.dirname(os.path.join(out_dir, GROUND_TRUTH)), exist_ok=True)
         _ground_truth(ground, doys, os.path.join(out_dir, GROUND_TRUTH), wanted.transform, crs)
     series = SeriesInfo(out_dir, granule, int(year), int(seed), width, height, crs, float(pixel_size), origin,
                         scenes=tuple(results))

@@ -20,6 +20,11 @@ from temporal_median_cli.sample import PROFILES, SeriesInfo, acquisition_times, 
 NAME = re.compile(r"^T31TCJ_(2023\d{4}T\d{6})_TCI\.tif$")
 
 
+def read(path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
 def read_stack(series: SeriesInfo) -> np.ndarray:
     out = []
     for path in series.paths:
@@ -48,7 +53,9 @@ def test_names_are_sorted_in_acquisition_order(year_series):
     # Spread over the year: one date in each tenth of it at least, and all distinct days.
     assert {(t.timetuple().tm_yday - 1) * 10 // 365 for t in stamps} == set(range(10))
     assert len({t.date() for t in stamps}) == 36
-    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["ground_truth.tif", "series.json"])
+    # Only the scenes are .tif files directly in the folder: a listing for inputs finds them alone.
+    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["series.json", "truth"])
+    assert os.listdir(os.path.join(year_series.out_dir, "truth")) == ["ground_truth.tif"]
 
 
 def test_geometry_is_exact(year_series):
@@ -110,7 +117,7 @@ def test_weather_comes_in_expected_proportions(year_series, year_stack):
 
 
 def test_shadows_are_darker_than_the_same_ground_in_the_clear(year_series, year_stack):
-    truth = rasterio.open(year_series.ground_truth_path).read().astype(int).sum(axis=0)
+    truth = read(year_series.ground_truth_path).astype(int).sum(axis=0)
     darker = []
     for scene, data in zip(year_series.scenes, year_stack):
         if scene.shadow_fraction > 0.02 and not scene.haze:
@@ -123,20 +130,20 @@ def test_shadows_are_darker_than_the_same_ground_in_the_clear(year_series, year_
 
 
 def test_ground_is_structured_not_noise(year_series):
-    truth = rasterio.open(year_series.ground_truth_path).read().astype(float)
+    truth = read(year_series.ground_truth_path).astype(float)
     lum = truth.sum(axis=0)
     # Neighbouring pixels are alike (parcels), unlike white noise where they differ as much as any pair.
     neighbour = np.abs(np.diff(lum, axis=1)).mean()
     shuffled = np.random.default_rng(0).permutation(lum.ravel()).reshape(lum.shape)
     assert neighbour < 0.3 * np.abs(np.diff(shuffled, axis=1)).mean()
     # And it changes with the seasons.
-    first, mid = (rasterio.open(year_series.paths[i]).read().astype(int) for i in (0, 18))
+    first, mid = (read(year_series.paths[i]).astype(int) for i in (0, 18))
     clear = ((first > 0) & (first < 255) & (mid > 0) & (mid < 255)).all(axis=0)
     assert np.abs(first - mid).sum(axis=0)[clear].mean() > 20
 
 
 def test_median_of_the_series_is_close_to_the_ground_truth(year_series, year_stack):
-    truth = rasterio.open(year_series.ground_truth_path).read().astype(int)
+    truth = read(year_series.ground_truth_path).astype(int)
     result = compute_median(year_stack, "luminance")
     error = np.abs(result.rgb.astype(int) - truth).max(axis=0)
     assert np.mean(error <= 10) >= 0.75
@@ -183,7 +190,7 @@ def test_cli_writes_reuses_and_refuses_to_overwrite(tmp_path, capsys):
     args = [out, "--scenes", "3", "--width", "90", "--height", "60", "--seed", "4"]
     assert sample.main(args) == 0
     first = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
-    assert len(first) == 5
+    assert len(first) == 5  # 3 scenes, series.json, truth/
     # Same parameters: the series is reused, not rewritten.
     assert sample.main(args) == 0
     assert {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)} == first

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from numba import config as numba_config
 from numba import njit
 
 from .errors import InvalidRequest
-
-METHODS = ("luminance", "per-band")
-DEFAULT_METHOD = "luminance"
+from .methods import DEFAULT_METHOD, METHODS, check_method  # noqa: F401 - re-exported
 
 #: Pixels handled together along a row. The selection passes run over a whole block at once
 #: (x innermost), so each inner loop has a constant trip count LLVM turns into SIMD code, and
@@ -48,27 +45,6 @@ class MedianResult:
     count: np.ndarray
 
 
-def check_method(method: str) -> str:
-    """Return ``method`` if it names a median method.
-
-    Parameters
-    ----------
-    method : str
-        One of :data:`METHODS`.
-
-    Returns
-    -------
-    str
-        The same method name.
-
-    Raises
-    ------
-    InvalidRequest
-        If ``method`` is not one of :data:`METHODS`.
-    """
-    if not isinstance(method, str) or method not in METHODS:
-        raise InvalidRequest(f"unknown median method {method!r}; valid methods are {', '.join(METHODS)}")
-    return method
 
 
 # --------------------------------------------------------------------------------------------

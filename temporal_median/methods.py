@@ -8,6 +8,6 @@ DEFAULT_METHOD = "luminance"
 
 def check_method(method) -> str:
     """Return ``method`` if it names a median method, else raise InvalidRequest listing them."""
-    if method not in METHODS:
-        raise InvalidRequest(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise InvalidRequest(f"unknown median method {method!r}; valid methods are {', '.join(METHODS)}")
     return method

@@ -1,10 +1,20 @@
-# Set-up, tests, demo and the local cloud. Everything installs into .venv from requirements-dev.txt.
+# Set-up, tests, demo, benchmarks and the local cloud. Everything installs into .venv from
+# requirements-dev.txt (the project itself is installed editable, with its runtime dependencies).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_INPUT ?= data/sample
+DEMO_OUTPUT ?= out/demo
 
-.PHONY: venv test demo up down status bench sample clean
+.PHONY: help venv test demo sample up down status env bench tf-check clean
+
+help:
+	@echo "make demo      set up, generate the sample series, compute its median on the local cloud ($(DEMO_OUTPUT))"
+	@echo "make test      set up and run the test suite"
+	@echo "make up|down   start / stop the local cloud (emulators + function servers); make status, make env"
+	@echo "make bench     run the benchmarks (figures and ratios, printed)"
+	@echo "make tf-check  offline Terraform checks (fmt, wiring, zips, checkov)"
 
 venv: $(STAMP)
 
@@ -18,8 +28,11 @@ test: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(PY) -m temporal_median_cli sample data/sample
-	$(PY) -m temporal_median_cli run data/sample out/demo
+	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)
+	$(PY) -m temporal_median_cli run $(DEMO_INPUT) $(DEMO_OUTPUT)
+
+sample: venv
+	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)
 
 up: venv
 	$(PY) -m localcloud up
@@ -30,10 +43,22 @@ down: venv
 status: venv
 	$(PY) -m localcloud status
 
+env: venv
+	@$(PY) -m localcloud env
+
 bench: venv
 	$(PY) bench/bench_kernel.py
 	$(PY) bench/bench_tile.py
 	$(PY) bench/bench_coldstart.py
+	$(PY) bench/bench_e2e.py
+	$(PY) bench/bench_xarray.py
+	$(PY) bench/bench_fanout.py
+	$(PY) bench/bench_mosaic.py
+	$(PY) bench/bench_pubsub.py
 
-clean: down
-	rm -rf .localcloud out data/sample
+tf-check: venv
+	$(PY) terraform/checks.py
+
+clean:
+	-$(PY) -m localcloud down
+	rm -rf .localcloud out data/sample bench/.data

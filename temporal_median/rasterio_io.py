@@ -816,6 +816,7 @@ def write_tile(dest_path, rgb: np.ndarray, count: np.ndarray, transform, crs, pr
                 dst.write(data)
                 dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined)
                 dst.descriptions = _TILE_BAND_DESCRIPTIONS
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the file is an ordinary output
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

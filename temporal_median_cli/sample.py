@@ -466,6 +466,7 @@ def _write_cog(path: str, data: np.ndarray, transform: tuple, crs: str, colorint
             ) as dst:
                 dst.write(data)
                 dst.colorinterp = colorinterp or (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the file is an ordinary output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -386,6 +386,7 @@ def test_write_tile_saturates_count_and_is_atomic(tmp_path):
     with rasterio.open(dest) as ds:
         band4 = ds.read(4)
     assert (band4[:5] == 0).all() and (band4[5:10] == 12).all() and (band4[10:] == 255).all()
+    assert os.stat(dest).st_mode & 0o777 == 0o644
     # A write that fails half-way leaves neither a file nor a temporary.
     with pytest.raises(Exception):
         write_tile(str(tmp_path / "out" / "bad.tif"), rgb, count, TRANSFORM, "EPSG:999999")

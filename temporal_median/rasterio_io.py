@@ -19,6 +19,7 @@ from rasterio.enums import ColorInterp, Interleaving
 from rasterio.env import get_gdal_config
 from rasterio.errors import RasterioError
 from rasterio.transform import Affine
+from rasterio.windows import Window as RioWindow
 
 from .errors import (
     InputMismatch,
@@ -586,13 +587,15 @@ def _spans(offset: int, length: int, step: int) -> list[tuple[int, int]]:
     return spans
 
 
-def plan_chunks(window: Window, block: tuple, n_scenes: int, budget: int = CHUNK_BYTES) -> list[tuple]:
+def plan_chunks(window: Window, block: tuple, n_scenes: int, budget: int | None = None) -> list[tuple]:
     """Block-aligned chunks ``(r0, r1, c0, c1)`` (window-relative) that compute_tile reads at once.
 
     Chunks are whole-width row strips of as many source block rows as fit ``budget`` bytes of
     (T, 3, rows, width); when even one block row does not fit, the strip is cut into runs of
-    whole blocks. Every cut falls on a block edge, so no block is decoded twice.
+    whole blocks. Every cut falls on a block edge, so no block is decoded twice. ``budget``
+    defaults to :data:`CHUNK_BYTES`.
     """
+    budget = CHUNK_BYTES if budget is None else budget
     block_h, block_w = block
     row_bytes = n_scenes * 3 * window.width
     rows_fit = budget // max(1, row_bytes)
@@ -684,7 +687,7 @@ def compute_tile(
         grid, scenes = _probe_all(urls, pool, expected, window)
         _check_window(window, grid, urls[0])
 
-        chunks = plan_chunks(window, grid.block, n)
+        chunks = plan_chunks(window, grid.block, n, CHUNK_BYTES)
         largest = max(n * 3 * (r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in chunks)
         buffers = [np.empty(largest, np.uint8) for _ in range(2 if len(chunks) > 1 and largest <= CHUNK_BYTES else 1)]
         rgb = np.zeros((3, window.height, window.width), np.uint8)
@@ -694,7 +697,7 @@ def compute_tile(
             r0, r1, c0, c1 = chunks[index]
             flat = buffers[index % len(buffers)]
             chunk_stack = flat[: n * 3 * (r1 - r0) * (c1 - c0)].reshape(n, 3, r1 - r0, c1 - c0)
-            rio_window = rasterio.windows.Window(window.col_off + c0, window.row_off + r0, c1 - c0, r1 - r0)
+            rio_window = RioWindow(window.col_off + c0, window.row_off + r0, c1 - c0, r1 - r0)
             futures = [pool.submit(_read_into, url, rio_window, chunk_stack[t]) for t, url in enumerate(urls)]
             return chunk_stack, futures
 

@@ -346,6 +346,8 @@ def test_compute_tile_bytes_read_sums_the_blocks_touched(series, tmp_path):
 def test_compute_tile_chunking_does_not_change_the_result(series, tmp_path, monkeypatch, budget):
     window = Window(0, 0, WIDTH, HEIGHT)
     monkeypatch.setattr(rio_io, "CHUNK_BYTES", budget)
+    # From one chunk (1 GiB) to one block per chunk (1 byte, then a single buffer, no overlap).
+    assert len(plan_chunks(window, (256, 256), len(series))) == {1 << 30: 1, 7 * 3 * 256 * 700: 3}.get(budget, 9)
     compute_tile(series, window, str(tmp_path / "t.tif"), max_workers=2)
     expected = compute_median(read_direct(series, window))
     with rasterio.open(tmp_path / "t.tif") as ds:

@@ -10,7 +10,7 @@ import time
 import uuid
 
 from . import storage
-from .errors import TemporalMedianError
+from .errors import PermanentError, TemporalMedianError
 from .jobs import JobPaths, Manifest, parse_tile_object, parse_time, isoformat, utcnow
 from .logs import get_logger
 from .settings import Settings
@@ -24,6 +24,7 @@ LOCKED = "locked"
 ALREADY_COMPLETE = "already-complete"
 CANCELLED = "cancelled"
 BUILT = "built"
+FAILED = "failed"
 
 OUTPUTS = {"median.tif": "image/tiff", "median.vrt": "application/xml", "quicklook.png": "image/png"}
 
@@ -79,6 +80,13 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
         if storage.exists(record_url):
             return ALREADY_COMPLETE
         _build(manifest, paths, [tiles[name] for name in sorted(expected)], record_url)
+    except PermanentError as exc:
+        # A retry would fail the same way (a corrupt or mismatched tile): record it for the job's
+        # status and stop; posting the job again makes mosaic try again.
+        storage.put_json(paths.mosaic_error, {"error": str(exc), "code": exc.code, "time": isoformat(utcnow())})
+        storage.delete(paths.lock, if_generation=lock_generation)
+        log.error(f"mosaic failed permanently: {exc}", extra={**context, "code": exc.code})
+        return FAILED
     except BaseException as exc:
         storage.put_json(
             paths.mosaic_error,
@@ -113,8 +121,11 @@ def _take_lock(paths: JobPaths, settings: Settings) -> int | None:
 
 def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) -> None:
     from .assemble import build_mosaic
-    from .rasterio_io import RasterGrid, to_gdal_path
+    from .rasterio_io import RasterGrid, forget_remote_files, to_gdal_path
 
+    # GDAL caches remote files per process; a tile replaced since an earlier attempt on this
+    # instance must be read afresh.
+    forget_remote_files()
     started = time.monotonic()
     raster = RasterGrid.from_dict(manifest.raster)
     workdir = tempfile.mkdtemp(prefix=f"mosaic-{manifest.job_id}-")

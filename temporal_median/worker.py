@@ -8,9 +8,9 @@ import tempfile
 import time
 
 from . import storage
-from .errors import MalformedMessage, PermanentError, TemporalMedianError, TransientError
+from .errors import InvalidRequest, MalformedMessage, PermanentError, TemporalMedianError, TransientError
 from .grid import TileId
-from .jobs import Delivery, JobPaths, WindowMessage, isoformat, utcnow
+from .jobs import Delivery, JobPaths, WindowMessage, check_input_url, isoformat, utcnow
 from .logs import get_logger
 from .settings import Settings
 from .storage import GsUrl
@@ -45,8 +45,11 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         if message.work.rstrip("/") != settings.work_url.rstrip("/"):
             # A message may only write where this deployment keeps its tiles.
             raise MalformedMessage(f"message work location {message.work} is not {settings.work_url}")
-    except MalformedMessage as exc:
-        _record_malformed(delivery, exc, settings)
+        for url in message.datasets:
+            # Local paths only where they were allowed (the local cloud), whoever published.
+            check_input_url(url, settings.allow_local_paths)
+    except (MalformedMessage, InvalidRequest) as exc:
+        _record_malformed(delivery, MalformedMessage(str(exc)), settings)
         return FAILED
     context = {"job_id": message.job_id, "tile": str(message.tile), "attempt": delivery.attempt}
     paths = JobPaths.of(message.work, message.job_id)

@@ -396,3 +396,32 @@ def test_mosaic_waits_for_every_tile_and_never_for_a_failed_job(apps, pull, seri
     state = status(apps, "mosaic-failed")
     assert state["state"] == "failed" and state["mosaic"]["state"] == "pending"
     assert list(state["failed"]) == ["r000_c000"]
+
+
+def test_corrupt_tile_fails_the_mosaic_permanently_and_a_repost_retries(apps, pull, series, tmp_path):
+    complete_tiles(apps, pull, series, "mosaic-corrupt")
+    tile = JobPaths.of(f"gs://{WORK}", "mosaic-corrupt").tile(TileId(1, 1))
+    good = tmp_path / "good.tif"
+    storage.download_file(tile, str(good))
+    storage.delete(tile)
+    storage.create_bytes(tile, b"II*\x00 not a tiff", "image/tiff")
+    headers, body = finalized(tile.key)
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200  # acknowledged, not retried
+    state = status(apps, "mosaic-corrupt")
+    assert state["state"] == "mosaic-failed" and "r001_c001" in state["mosaic"]["error"]["error"]
+    storage.delete(tile)
+    storage.create_file(tile, str(good), "image/tiff")
+    again, messages = start(apps, pull, series, job_id="mosaic-corrupt")
+    assert again["published"] == 0 and messages == {}
+    headers, body = finalized("jobs/mosaic-corrupt/resume.json")
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
+    assert status(apps, "mosaic-corrupt")["state"] == "complete"
+
+
+def test_local_paths_in_messages_are_refused_where_not_allowed(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="median-local")
+    with environment({"TM_ALLOW_LOCAL_PATHS": "false"}):
+        answer = push(apps, messages["r000_c000"])
+    assert answer.get_json()["outcome"] == "failed-permanently"
+    assert not storage.exists(JobPaths.of(f"gs://{WORK}", "median-local").tile(TileId(0, 0)))
+    assert "local paths are not allowed" in status(apps, "median-local")["failed"]["r000_c000"]["reason"]

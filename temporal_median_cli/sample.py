@@ -174,24 +174,21 @@ class SeriesInfo:
 # --------------------------------------------------------------------------------------------
 
 
-def _lattice(rng: np.random.Generator, height: int, width: int, cell: float, margin: int = 0) -> np.ndarray:
-    """Random values on a lattice of ``cell`` pixels covering the image plus ``margin`` pixels."""
-    return rng.uniform(-1.0, 1.0, (int((height + 2 * margin) / cell) + 3, int((width + 2 * margin) / cell) + 3)).astype(
-        np.float32
-    )
+def _lattice(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
+    """Random values in [-1, 1] on a lattice of ``cell`` pixels covering the image."""
+    return rng.uniform(-1.0, 1.0, (int(height / cell) + 3, int(width / cell) + 3)).astype(np.float32)
 
 
-def _sample(lattice: np.ndarray, cell: float, y0: int, y1: int, width: int, dy: float = 0.0, dx: float = 0.0,
-            margin: int = 0) -> np.ndarray:
-    """Smooth (smoothstep-bilinear) value noise of ``lattice`` at rows y0..y1, shifted by (dy, dx)."""
+def _sample(lattice: np.ndarray, cell: float, y0: int, y1: int, width: int) -> np.ndarray:
+    """Smooth (smoothstep-bilinear) value noise of ``lattice`` at rows y0..y1: (rows, width) float32."""
     def axis(coords, size):
-        pos = (coords + 0.5 + margin) / cell
+        pos = (coords + 0.5) / cell
         i0 = np.clip(np.floor(pos).astype(np.int64), 0, size - 2)
         f = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
         return i0, f * f * (3 - 2 * f)
 
-    iy, fy = axis(np.arange(y0, y1, dtype=np.float64) + dy, lattice.shape[0])
-    ix, fx = axis(np.arange(width, dtype=np.float64) + dx, lattice.shape[1])
+    iy, fy = axis(np.arange(y0, y1, dtype=np.float64), lattice.shape[0])
+    ix, fx = axis(np.arange(width, dtype=np.float64), lattice.shape[1])
     rows = np.unique(np.concatenate([iy, iy + 1]))
     sub = lattice[rows]
     across = sub[:, ix] * (1 - fx) + sub[:, ix + 1] * fx
@@ -349,6 +346,8 @@ def acquisition_times(n: int, year: int, seed: int) -> list[dt.datetime]:
 
 @dataclass(frozen=True)
 class _Weather:
+    """The random draws of one date: cloud cover and field, shadow geometry, haze, swath edge."""
+
     cover: float
     cloud_lattices: tuple
     shadow_offset: tuple

@@ -14,9 +14,10 @@ and "after imports" is the same figure taken before any work (interpreter + libr
 carries a parent's peak RSS into a child's ``ru_maxrss`` across fork + exec, so this parent stays
 lean: generating the series and comparing results run in subprocesses too.
 The per-band outputs of both are compared pixel for pixel (same definition, so they must agree).
-Two image sizes show whether memory grows with the image.
+Two image sizes show whether memory grows with the image (both made of full 1024 windows, so
+the comparison is not skewed by smaller edge windows).
 
-Usage: ``.venv/bin/python bench/bench_xarray.py [--sizes 1536,3072] [--scenes 32] [--data DIR]``
+Usage: ``.venv/bin/python bench/bench_xarray.py [--sizes 2048,3072] [--scenes 32] [--data DIR]``
 (``--data`` keeps and reuses the generated series; default: a temp dir removed at the end).
 """
 
@@ -125,7 +126,7 @@ def main(argv=None) -> None:
         print(json.dumps(figures))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1536,3072", help="image sizes (square), comma-separated")
+    parser.add_argument("--sizes", default="2048,3072", help="image sizes (square), comma-separated")
     parser.add_argument("--scenes", type=int, default=32, help="dates in the series (default 32)")
     parser.add_argument("--tile", type=int, default=1024, help="grid window and dask chunk size")
     parser.add_argument("--data", help="keep the generated series here and reuse them")

@@ -1,0 +1,338 @@
+"""End to end on the local cloud: POST to mosaic complete vs a pure read of all inputs, side by side.
+
+Run: .venv/bin/python bench/bench_e2e.py [--rounds 3] [--keep-run-dir]
+
+The demo series (36 scenes of 2600 x 2200, 3 x 3 windows of 1024) is generated once into
+bench/.data/demo-series and reused. The pipeline's own topology runs on free ports in a private
+run directory (never the repository's .localcloud/). Each round times, in turn:
+
+* "whole read": every scene read whole, the scenes shared out over as many processes as median
+  has workers (= cores); one reading thread per process.
+* "window read": the job's own windows, read with ``read_window`` and the median function's
+  reading threads (TM_READ_THREADS), the windows shared out over the same number of processes:
+  exactly the reads the job's tiles do, without median, tile write, upload or messaging.
+* "pipeline": POST /jobs with a fresh job_id (nothing reused from storage), then GET its status
+  every 0.1 s until the mosaic is complete.
+
+The pure read of all inputs is the faster of the two reads (the least this machine needs to
+decode every input pixel once with all its cores); the pipeline is reported as a ratio to it.
+An uncounted warm-up of each goes first (numba kernels in every median worker, read buffers,
+page cache), so the rounds compare steady states. Medians over the rounds are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from temporal_median.grid import Grid, Window  # noqa: E402
+
+DATA = ROOT / "bench" / ".data"
+SERIES_DIR = DATA / "demo-series"
+DEMO = {"scenes": 36, "width": 2600, "height": 2200, "seed": 0}
+TILE_SIZE = 1024
+RATIO_GOAL = 1.5
+POLL_SECONDS = 0.1
+JOB_TIMEOUT_SECONDS = 600
+END_STATES = {"complete", "failed", "mosaic-failed", "cancelled"}
+
+# -- reading processes (module level so that spawned children find them) ----------------------
+
+_buffers: dict[tuple, np.ndarray] = {}
+
+
+def _buffer(shape: tuple) -> np.ndarray:
+    """A per-process buffer of ``shape``, allocated and touched once: reads pay no page faults."""
+    if shape not in _buffers:
+        _buffers[shape] = np.ones(shape, np.uint8)
+    return _buffers[shape]
+
+
+def _read_scene(path: str) -> int:
+    import rasterio
+
+    from temporal_median.rasterio_io import gdal_env
+
+    with gdal_env(), rasterio.open(path) as ds:
+        out = _buffer((ds.count, ds.height, ds.width))
+        ds.read(out=out)
+    return out.nbytes
+
+
+def _read_job_window(task: tuple) -> int:
+    from temporal_median.rasterio_io import read_window
+
+    urls, window_list, threads = task
+    window = Window(*window_list)
+    out = _buffer((len(urls), 3, window.height, window.width))
+    read_window(urls, window, max_workers=threads, out=out)
+    return out.nbytes
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def clean_environ() -> dict[str, str]:
+    """os.environ without emulator or local-cloud settings, so the bench's cloud is its own."""
+    dropped = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "CPL_GS_ENDPOINT")
+    return {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("LOCALCLOUD_")}
+
+
+def http_json(method: str, url: str, body=None, timeout: float = 120) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def ensure_series() -> list[str]:
+    from temporal_median_cli.sample import generate_series
+
+    t0 = time.perf_counter()
+    info = generate_series(
+        str(SERIES_DIR), scenes=DEMO["scenes"], width=DEMO["width"], height=DEMO["height"], seed=DEMO["seed"],
+        ground_truth=False,
+    )
+    took = time.perf_counter() - t0
+    if took > 1:
+        print(f"generated the demo series into {SERIES_DIR} in {took:.1f} s")
+    return sorted(str(p) for p in info.paths)
+
+
+def warm_page_cache(paths) -> None:
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(1 << 22):
+                pass
+
+
+def parse_utc(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+
+
+def loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# -- the pipeline ----------------------------------------------------------------------------
+
+
+def run_job(fanout_url: str, series_dir: str, job_id: str) -> dict:
+    """POST the job, poll until it ends; wall times measured here plus the job's own record."""
+    body = {"inputs": series_dir, "tile_size": TILE_SIZE, "method": "luminance", "job_id": job_id}
+    posted_at = time.time()
+    t0 = time.perf_counter()
+    code, answer = http_json("POST", fanout_url + "jobs", body)
+    t_accepted = time.perf_counter() - t0
+    if code != 202:
+        raise RuntimeError(f"POST /jobs answered {code}: {answer}")
+    deadline = t0 + JOB_TIMEOUT_SECONDS
+    polls = 0
+    while True:
+        code, status = http_json("GET", f"{fanout_url}jobs/{job_id}")
+        polls += 1
+        if code == 200 and status["state"] in END_STATES:
+            break
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"job {job_id} not done after {JOB_TIMEOUT_SECONDS} s: {status}")
+        time.sleep(POLL_SECONDS)
+    seconds = time.perf_counter() - t0
+    if status["state"] != "complete":
+        raise RuntimeError(f"job {job_id} ended {status['state']}: {json.dumps(status)[:2000]}")
+    return {"job_id": job_id, "posted_at": posted_at, "seconds": seconds, "seconds_accepted": t_accepted,
+            "polls": polls, "record": status["mosaic"]["figures"]}
+
+
+def stage_split(cloud, job: dict) -> dict:
+    """Where one job's time went: tile timings from the tiles' metadata and median's log, landing times."""
+    from localcloud import storage_client
+
+    env = cloud.env()
+    client = storage_client(env["STORAGE_EMULATOR_HOST"], cloud.topology.project)
+    tiles = [b for b in client.list_blobs("tm-work", prefix=f"jobs/{job['job_id']}/tiles/") if b.name.endswith(".tif")]
+    meta = [b.metadata or {} for b in tiles]
+    landed = sorted(b.time_created.timestamp() for b in tiles)
+    handled = []
+    log = cloud.run_dir / "logs" / "function-median.log"
+    for line in log.read_text(errors="replace").splitlines():
+        if job["job_id"] not in line or not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("job_id") == job["job_id"] and entry.get("message") == "tile written" and "seconds" in entry:
+            handled.append(float(entry["seconds"]))
+    record = job["record"]
+    completed = parse_utc(record["completed"])
+
+    def total(key: str) -> float:
+        return sum(float(m.get(key, 0) or 0) for m in meta)
+
+    return {
+        "tiles": len(tiles),
+        "tile_handle_sum": sum(handled),
+        "tile_handle_max": max(handled) if handled else float("nan"),
+        "read_wait_sum": total("seconds_read"),
+        "median_sum": total("seconds_median"),
+        "write_sum": total("seconds_write"),
+        "first_tile_after_post": landed[0] - job["posted_at"] if landed else float("nan"),
+        "last_tile_after_post": landed[-1] - job["posted_at"] if landed else float("nan"),
+        "mosaic_done_after_last_tile": completed - landed[-1] if landed else float("nan"),
+        "seconds_mosaic": record.get("seconds_mosaic", float("nan")),
+        "manifest_after_post": parse_utc(record["created"]) - job["posted_at"],
+    }
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def fmt_runs(values) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep-run-dir", action="store_true", help="keep the cloud's run directory (logs)")
+    args = parser.parse_args(argv)
+
+    from localcloud import LocalCloud
+    from temporal_median.settings import Settings
+
+    cores = os.cpu_count() or 1
+    print(f"cores {cores}; load average (1, 5, 15 min) before: {loadavg()}")
+    paths = ensure_series()
+    series_dir = str(SERIES_DIR.resolve())
+    warm_page_cache(paths)
+    grid = Grid(DEMO["width"], DEMO["height"], TILE_SIZE)
+    windows = [w.as_list() for _, w in grid.windows()]
+    input_bytes = sum(os.path.getsize(p) for p in paths)
+    pixels_bytes = len(paths) * 3 * DEMO["width"] * DEMO["height"]
+    print(f"series: {len(paths)} scenes of {DEMO['width']} x {DEMO['height']} ({input_bytes / 1e6:.0f} MB of COGs, "
+          f"{pixels_bytes / 1e6:.0f} MB decoded); job: {len(windows)} windows of {TILE_SIZE}")
+
+    run_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    overrides = {
+        "pubsub": {"port": 0},
+        "storage": {"port": 0},
+        "functions": {name: {"port": 0} for name in ("fanout", "median", "mosaic")},
+    }
+    cloud = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides)
+    # What the median function's servers run with: workers (instances) and reading threads.
+    median_fn = cloud.topology.function("median")
+    workers = int(median_fn.workers)
+    function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
+    threads = Settings.from_env(function_env).read_threads
+    print(f"median function: {workers} workers x 1 request each, {threads} reading threads "
+          f"(read baselines use {workers} processes)")
+
+    # Spawned (not forked) children: no GDAL state inherited from this process.
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    stamp = time.strftime("%H%M%S")
+    try:
+        t0 = time.perf_counter()
+        cloud.up()
+        print(f"local cloud up in {time.perf_counter() - t0:.1f} s (run dir {run_dir})")
+        fanout_url = cloud.function_url("fanout")
+
+        def whole_read() -> float:
+            t = time.perf_counter()
+            pool.map(_read_scene, paths, chunksize=1)
+            return time.perf_counter() - t
+
+        def window_read() -> float:
+            t = time.perf_counter()
+            pool.map(_read_job_window, [(paths, w, threads) for w in windows], chunksize=1)
+            return time.perf_counter() - t
+
+        # Warm-up, not counted.
+        whole_read(), window_read()
+        warm = run_job(fanout_url, series_dir, f"bench-e2e-{stamp}-warmup")
+        print(f"warm-up job (not counted): {warm['seconds']:.2f} s")
+
+        wholes, windowed, jobs = [], [], []
+        for r in range(args.rounds):
+            wholes.append(whole_read())
+            windowed.append(window_read())
+            jobs.append(run_job(fanout_url, series_dir, f"bench-e2e-{stamp}-r{r}"))
+            print(f"round {r + 1}: whole read {wholes[-1]:.2f} s, window read {windowed[-1]:.2f} s, "
+                  f"pipeline {jobs[-1]['seconds']:.2f} s")
+
+        splits = [stage_split(cloud, job) for job in jobs]
+    finally:
+        pool.close()
+        pool.join()
+        stopped = cloud.down()
+        if not args.keep_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"local cloud down ({len(stopped)} parts stopped)")
+
+    whole_s, window_s = statistics.median(wholes), statistics.median(windowed)
+    pipeline_s = statistics.median(j["seconds"] for j in jobs)
+    f2m_s = statistics.median(j["record"]["seconds_fanout_to_mosaic"] for j in jobs)
+    accepted_s = statistics.median(j["seconds_accepted"] for j in jobs)
+    pure_s = min(whole_s, window_s)
+    pure_name = "whole read" if whole_s <= window_s else "window read"
+    ratio = pipeline_s / pure_s
+    record = jobs[-1]["record"]
+
+    print()
+    print(f"medians over {args.rounds} rounds (runs in brackets):")
+    print(f"  whole read   ({workers} processes, 1 thread each)      : {whole_s:6.2f} s  [{fmt_runs(wholes)}]"
+          f"  {pixels_bytes / whole_s / 1e6:.0f} MB/s decoded")
+    print(f"  window read  ({workers} processes, {threads} threads each)    : {window_s:6.2f} s  [{fmt_runs(windowed)}]")
+    print(f"  pipeline     POST -> mosaic complete seen      : {pipeline_s:6.2f} s  "
+          f"[{fmt_runs(j['seconds'] for j in jobs)}]")
+    print(f"    of which   POST -> 202 (list, inspect, publish): {accepted_s:6.2f} s")
+    print(f"    job record seconds_fanout_to_mosaic          : {f2m_s:6.2f} s  "
+          f"[{fmt_runs(j['record']['seconds_fanout_to_mosaic'] for j in jobs)}]  (manifest written -> record written)")
+    print(f"  last job: {record['tiles']} tiles, bytes_read {record['bytes_read'] / 1e6:.0f} MB, "
+          f"tiles {record['bytes_tiles'] / 1e6:.1f} MB, mosaic build {record['seconds_mosaic']:.2f} s")
+    print()
+    print(f"pure read of all inputs = the faster read ({pure_name}), {pure_s:.2f} s: every input pixel decoded once,")
+    print(f"  on all {workers} cores, with nothing else (no median, tiles, upload, messages or mosaic).")
+    print(f"ratio pipeline / pure read : {ratio:.2f}x   (goal <= {RATIO_GOAL}x: {'met' if ratio <= RATIO_GOAL else 'NOT met'})"
+          f"   [vs whole read {pipeline_s / whole_s:.2f}x, vs window read {pipeline_s / window_s:.2f}x]")
+
+    def med(key: str) -> float:
+        return statistics.median(s[key] for s in splits)
+
+    print()
+    print("per-stage split (medians over the rounds; sums are over tiles, spread over "
+          f"{workers} workers):")
+    print(f"  POST -> manifest written (list + inspect)        : {med('manifest_after_post'):6.2f} s")
+    print(f"  POST -> first tile landed                        : {med('first_tile_after_post'):6.2f} s")
+    print(f"  POST -> last tile landed                         : {med('last_tile_after_post'):6.2f} s")
+    print(f"  last tile -> mosaic record written               : {med('mosaic_done_after_last_tile'):6.2f} s"
+          f"   (mosaic build {med('seconds_mosaic'):.2f} s)")
+    print(f"  tile handling, sum over {splits[-1]['tiles']} tiles (median log)     : {med('tile_handle_sum'):6.2f} s"
+          f"   (longest tile {med('tile_handle_max'):.2f} s)")
+    print(f"    waiting for reads {med('read_wait_sum'):.2f} s, median kernel {med('median_sum'):.2f} s, "
+          f"tile write {med('write_sum'):.2f} s, rest (checks, upload) "
+          f"{med('tile_handle_sum') - med('read_wait_sum') - med('median_sum') - med('write_sum'):.2f} s")
+    print(f"cores {cores}; load average after: {loadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

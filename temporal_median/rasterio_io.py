@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -327,7 +328,6 @@ def _as_core_error(exc: BaseException, url: str, action: str) -> TemporalMedianE
         return exc
     text = _messages(exc)
     if _is_remote(url) and _TRANSIENT.search(text):
-        forget_remote_files()
         return StorageUnavailable(f"{url}: cannot {action} (storage error, worth a retry): {text}")
     return InputUnreadable(f"{url}: cannot {action}: {text}")
 
@@ -348,6 +348,20 @@ def _loaded_gdal():
             except OSError:
                 continue
     return None
+
+
+def _forget_remote_files_on_transient(function):
+    """Clear GDAL's remote caches when ``function`` fails transiently, once its reads are over."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except StorageUnavailable:
+            forget_remote_files()
+            raise
+
+    return wrapper
 
 
 def forget_remote_files() -> None:
@@ -479,6 +493,7 @@ def _shutdown(pool: ThreadPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+@_forget_remote_files_on_transient
 def inspect_inputs(urls: Sequence[str], *, max_workers: int = 16) -> RasterGrid:
     """Open every scene concurrently and return the grid they share.
 
@@ -534,6 +549,7 @@ def _wait_all(futures: list[Future]) -> None:
             raise error
 
 
+@_forget_remote_files_on_transient
 def read_window(
     urls: Sequence[str], window: Window, *, max_workers: int = 16, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -633,6 +649,7 @@ def _window_block_bytes(ds, window: Window) -> int:
     return total
 
 
+@_forget_remote_files_on_transient
 def compute_tile(
     urls: Sequence[str],
     window: Window,

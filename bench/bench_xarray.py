@@ -9,7 +9,7 @@ On one local synthetic series (``temporal_median_cli.sample.generate_series``), 
 - ``ours per-band`` and ``ours luminance``: ``temporal_median.rasterio_io.compute_tile`` for each
   window of the 1024 grid, one window after the other, each writing its tile COG.
 
-Each runs in its own fresh subprocess; peak memory is its ``resource.getrusage`` ``ru_maxrss``,
+Each runs in its own fresh subprocess, ``--repeat`` times interleaved (best time kept); peak memory is its ``resource.getrusage`` ``ru_maxrss``,
 and "after imports" is the same figure taken before any work (interpreter + libraries). Linux
 carries a parent's peak RSS into a child's ``ru_maxrss`` across fork + exec, so this parent stays
 lean: generating the series and comparing results run in subprocesses too.
@@ -129,6 +129,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="2048,3072", help="image sizes (square), comma-separated")
     parser.add_argument("--scenes", type=int, default=32, help="dates in the series (default 32)")
     parser.add_argument("--tile", type=int, default=1024, help="grid window and dask chunk size")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each method, best time kept (default 2)")
     parser.add_argument("--data", help="keep the generated series here and reuse them")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -140,11 +141,19 @@ def main(argv=None) -> None:
         for size in sizes:
             series = _run_child("series", data_dir, size, args.scenes)
             print(f"series {size} x {size}, {args.scenes} scenes ready in {series['seconds']:.1f} s", flush=True)
-            outs = {}
-            for kind in _CHILDREN:
-                outs[kind] = tempfile.mkdtemp(prefix=kind.replace(" ", "-") + "-", dir=work)
-                rows.append((size, kind, _run_child(kind, series["paths"], outs[kind], size, args.tile)))
-                print(f"  {kind}: {rows[-1][2]['seconds']:.1f} s", flush=True)
+            outs = {kind: tempfile.mkdtemp(prefix=kind.replace(" ", "-") + "-", dir=work) for kind in _CHILDREN}
+            best: dict[str, dict] = {}
+            # Interleaved repeats, best time kept: the machine is shared, so one slow run says little.
+            for _ in range(args.repeat):
+                for kind in _CHILDREN:
+                    fig = _run_child(kind, series["paths"], outs[kind], size, args.tile)
+                    print(f"  {kind}: {fig['seconds']:.1f} s, {fig['rss_peak_mb']:.0f} MB", flush=True)
+                    kept = best.setdefault(kind, fig)
+                    if fig["seconds"] < kept["seconds"]:
+                        best[kind] = {**fig, "rss_peak_mb": max(fig["rss_peak_mb"], kept["rss_peak_mb"])}
+                    else:
+                        kept["rss_peak_mb"] = max(fig["rss_peak_mb"], kept["rss_peak_mb"])
+            rows.extend((size, kind, fig) for kind, fig in best.items())
             compared = _run_child("compare", outs["xarray per-band"], outs["ours per-band"], size, args.tile)
             rows.append((size, "differ", compared["differ"]))
             for out in outs.values():
@@ -154,7 +163,10 @@ def main(argv=None) -> None:
         if not args.data:
             shutil.rmtree(data_dir, ignore_errors=True)
 
-    print(f"\n{args.scenes} scenes, windows/chunks of {args.tile}, {os.cpu_count()} CPUs")
+    print(
+        f"\n{args.scenes} scenes, windows/chunks of {args.tile}, {os.cpu_count()} CPUs; "
+        f"best of {args.repeat} runs, highest peak memory"
+    )
     print(
         f"{'size':>6} {'method':<17} {'seconds':>8} {'1st window s':>13} {'peak RSS MB':>12} {'after imports MB':>17}"
     )

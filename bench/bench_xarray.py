@@ -76,10 +76,19 @@ def _child_ours(method: str):
         imported = _rss_mb()
         started = time.perf_counter()
         first = None
+        parts = {"read": 0.0, "median": 0.0, "write": 0.0}
         for tile_id, window in Grid(size, size, tile).windows():
-            compute_tile(paths, window, os.path.join(out_dir, f"{tile_id}.tif"), method=method)
+            stats = compute_tile(paths, window, os.path.join(out_dir, f"{tile_id}.tif"), method=method)
             first = first or time.perf_counter() - started
-        return {"seconds": time.perf_counter() - started, "first_window_s": first, "rss_imports_mb": imported}
+            parts["read"] += stats.seconds_read
+            parts["median"] += stats.seconds_median
+            parts["write"] += stats.seconds_write
+        return {
+            "seconds": time.perf_counter() - started,
+            "first_window_s": first,
+            "rss_imports_mb": imported,
+            "parts": parts,
+        }
 
     return run
 
@@ -168,7 +177,7 @@ def main(argv=None) -> None:
         f"best of {args.repeat} runs, highest peak memory"
     )
     print(
-        f"{'size':>6} {'method':<17} {'seconds':>8} {'1st window s':>13} {'peak RSS MB':>12} {'after imports MB':>17}"
+        f"{'size':>6} {'method':<17} {'seconds':>8} {'1st window s':>13} {'peak RSS MB':>12} {'after imports MB':>17}  seconds in (ours)"
     )
     by_size: dict[int, dict] = {}
     for size, kind, fig in rows:
@@ -177,8 +186,10 @@ def main(argv=None) -> None:
             continue
         by_size.setdefault(size, {})[kind] = fig
         first = f"{fig['first_window_s']:13.1f}" if "first_window_s" in fig else f"{'-':>13}"
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in fig["parts"].items()) if "parts" in fig else ""
         print(
-            f"{size:>6} {kind:<17} {fig['seconds']:8.1f} {first} {fig['rss_peak_mb']:12.0f} {fig['rss_imports_mb']:17.0f}"
+            f"{size:>6} {kind:<17} {fig['seconds']:8.1f} {first} {fig['rss_peak_mb']:12.0f} "
+            f"{fig['rss_imports_mb']:17.0f}  {parts}"
         )
     print()
     for size, figs in by_size.items():

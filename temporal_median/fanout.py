@@ -98,7 +98,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     from .rasterio_io import inspect_inputs
 
     datasets = list_inputs(request, settings)
-    raster = inspect_inputs(list(datasets), max_workers=settings.read_threads)
+    raster = inspect_inputs(list(datasets), max_workers=settings.read_threads or None)
     grid = Grid(raster.width, raster.height, request.tile_size)
     job_id = request.derive_job_id(datasets)
     paths = JobPaths.of(settings.work_url, job_id)

@@ -17,7 +17,8 @@ TM_MAX_EVENT_AGE_SECONDS    median drops events older than this                 
 TM_MAX_DELIVERY_ATTEMPTS    the subscription's max delivery attempts: a tile      ``5``
                             failing that often counts as failed in job status
 TM_MOSAIC_LOCK_SECONDS      a mosaic lock older than this is taken over           ``1800``
-TM_READ_THREADS             threads reading scenes concurrently                   ``16``
+TM_READ_THREADS             threads reading scenes concurrently; 0 = one per      ``0``
+                            core for local files, 16 for gs:// and https://
 TM_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR                         ``INFO``
 ==========================  ====================================================  ==================
 
@@ -71,7 +72,7 @@ class Settings:
     max_event_age_seconds: int = 86400
     max_delivery_attempts: int = 5
     mosaic_lock_seconds: int = 1800
-    read_threads: int = 16
+    read_threads: int = 0
     log_level: str = "INFO"
 
     @property
@@ -107,7 +108,9 @@ class Settings:
             mosaic_lock_seconds=_int(
                 "TM_MOSAIC_LOCK_SECONDS", env.get("TM_MOSAIC_LOCK_SECONDS", str(defaults["mosaic_lock_seconds"]))
             ),
-            read_threads=_int("TM_READ_THREADS", env.get("TM_READ_THREADS", str(defaults["read_threads"]))),
+            read_threads=_int(
+                "TM_READ_THREADS", env.get("TM_READ_THREADS", str(defaults["read_threads"])), minimum=0
+            ),
             log_level=level,
         )
 

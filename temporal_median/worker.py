@@ -93,7 +93,7 @@ def _compute_and_upload(message: WindowMessage, settings: Settings):
             message.window,
             path,
             method=message.method,
-            max_workers=settings.read_threads,
+            max_workers=settings.read_threads or None,
             expected=expected,
         )
         metadata = {

@@ -30,6 +30,7 @@ from temporal_median.errors import (
 from temporal_median.grid import Grid, Window
 from temporal_median.median import compute_median
 from temporal_median.rasterio_io import (
+    CHUNK_BYTES,
     RasterGrid,
     compute_tile,
     gdal_env,
@@ -289,10 +290,12 @@ def test_chunks_tile_the_window_on_block_edges(window, block, n, budget):
     assert (covered == 1).all()
 
 
-def test_chunks_of_a_course_tile_fit_two_buffers_in_memory():
+def test_a_course_tile_is_two_whole_width_strips_within_the_buffer_budget():
     chunks = plan_chunks(Window(1024, 1024, 1024, 1024), (512, 512), 216)
+    assert chunks == [(0, 512, 0, 1024), (512, 1024, 0, 1024)]
     largest = max(216 * 3 * (r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in chunks)
-    assert 2 * largest <= 400 << 20
+    # One 340 MB buffer (two would not fit the budget), well inside a 1 GiB worker.
+    assert largest <= CHUNK_BYTES < 2 * largest and largest < 400 << 20
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,11 +70,10 @@ class _BufferPool:
 
     def take(self, nbytes: int) -> np.ndarray:
         with self._lock:
-            fitting = [b for b in self._free if b.size >= nbytes]
+            fitting = [i for i, b in enumerate(self._free) if b.size >= nbytes]
             if fitting:
-                buffer = min(fitting, key=lambda b: b.size)
-                self._free.remove(buffer)
-                return buffer
+                # By index: list.remove would compare arrays element by element.
+                return self._free.pop(min(fitting, key=lambda i: self._free[i].size))
         return np.empty(nbytes, np.uint8)
 
     def give(self, buffer: np.ndarray) -> None:

@@ -588,3 +588,15 @@ def test_unreachable_storage_is_transient(series, monkeypatch):
     with pytest.raises(StorageUnavailable) as info:
         inspect_inputs([url])
     assert url in str(info.value)
+
+
+def test_read_buffers_are_reused_across_tiles_of_different_sizes(series, tmp_path):
+    from temporal_median import rasterio_io
+
+    pool = rasterio_io._BUFFERS
+    for window in (Window(0, 0, 512, 512), Window(512, 512, 188, 88), Window(0, 512, 512, 88)):
+        compute_tile(series, window, str(tmp_path / "t.tif"))
+        with rasterio.open(tmp_path / "t.tif") as ds:
+            expected = compute_median(read_direct(series, window))
+            assert np.array_equal(ds.read((1, 2, 3)), expected.rgb)
+    assert 0 < sum(b.size for b in pool._free) <= rasterio_io.CHUNK_BYTES

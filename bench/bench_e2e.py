@@ -1,8 +1,8 @@
 """End to end on the local cloud: POST to mosaic complete vs a pure read of all inputs, side by side.
 
-Run: .venv/bin/python bench/bench_e2e.py [--rounds 3] [--keep-run-dir]
+Run: .venv/bin/python bench/bench_e2e.py [--rounds 3] [--keep-run-dir] [--scenes N --width W --height H]
 
-The demo series (36 scenes of 2600 x 2200, 3 x 3 windows of 1024) is generated once into
+The demo series (108 scenes of 2600 x 2200, 3 x 3 windows of 1024) is generated once into
 bench/.data/demo-series and reused. The pipeline's own topology runs on free ports in a private
 run directory (never the repository's .localcloud/). Each round times, in turn:
 
@@ -42,10 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from temporal_median.grid import Grid, Window  # noqa: E402
+from temporal_median_cli.sample import PROFILES  # noqa: E402
 
 DATA = ROOT / "bench" / ".data"
-SERIES_DIR = DATA / "demo-series"
-DEMO = {"scenes": 36, "width": 2600, "height": 2200, "seed": 0}
 TILE_SIZE = 1024
 RATIO_GOAL = 1.5
 POLL_SECONDS = 0.1
@@ -104,17 +103,20 @@ def http_json(method: str, url: str, body=None, timeout: float = 120) -> tuple[i
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def ensure_series() -> list[str]:
+def series_dir(geometry: dict) -> Path:
+    if geometry == {k: PROFILES["demo"][k] for k in ("scenes", "width", "height")}:
+        return DATA / "demo-series"
+    return DATA / f"series-{geometry['scenes']}x{geometry['width']}x{geometry['height']}"
+
+
+def ensure_series(geometry: dict) -> list[str]:
     from temporal_median_cli.sample import generate_series
 
     t0 = time.perf_counter()
-    info = generate_series(
-        str(SERIES_DIR), scenes=DEMO["scenes"], width=DEMO["width"], height=DEMO["height"], seed=DEMO["seed"],
-        ground_truth=False,
-    )
+    info = generate_series(str(series_dir(geometry)), **geometry, seed=0, ground_truth=False)
     took = time.perf_counter() - t0
     if took > 1:
-        print(f"generated the demo series into {SERIES_DIR} in {took:.1f} s")
+        print(f"generated the series into {series_dir(geometry)} in {took:.1f} s")
     return sorted(str(p) for p in info.paths)
 
 
@@ -136,9 +138,9 @@ def loadavg() -> str:
 # -- the pipeline ----------------------------------------------------------------------------
 
 
-def run_job(fanout_url: str, series_dir: str, job_id: str) -> dict:
+def run_job(fanout_url: str, inputs_dir: str, job_id: str) -> dict:
     """POST the job, poll until it ends; wall times measured here plus the job's own record."""
-    body = {"inputs": series_dir, "tile_size": TILE_SIZE, "method": "luminance", "job_id": job_id}
+    body = {"inputs": inputs_dir, "tile_size": TILE_SIZE, "method": "luminance", "job_id": job_id}
     posted_at = time.time()
     t0 = time.perf_counter()
     code, answer = http_json("POST", fanout_url + "jobs", body)
@@ -214,21 +216,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep-run-dir", action="store_true", help="keep the cloud's run directory (logs)")
+    parser.add_argument("--scenes", type=int, default=PROFILES["demo"]["scenes"], help="default: the demo's")
+    parser.add_argument("--width", type=int, default=PROFILES["demo"]["width"])
+    parser.add_argument("--height", type=int, default=PROFILES["demo"]["height"])
     args = parser.parse_args(argv)
+    geometry = {"scenes": args.scenes, "width": args.width, "height": args.height}
 
     from localcloud import LocalCloud
     from temporal_median.settings import Settings
 
     cores = os.cpu_count() or 1
     print(f"cores {cores}; load average (1, 5, 15 min) before: {loadavg()}")
-    paths = ensure_series()
-    series_dir = str(SERIES_DIR.resolve())
+    paths = ensure_series(geometry)
+    inputs_dir = str(series_dir(geometry).resolve())
     warm_page_cache(paths)
-    grid = Grid(DEMO["width"], DEMO["height"], TILE_SIZE)
+    grid = Grid(args.width, args.height, TILE_SIZE)
     windows = [w.as_list() for _, w in grid.windows()]
     input_bytes = sum(os.path.getsize(p) for p in paths)
-    pixels_bytes = len(paths) * 3 * DEMO["width"] * DEMO["height"]
-    print(f"series: {len(paths)} scenes of {DEMO['width']} x {DEMO['height']} ({input_bytes / 1e6:.0f} MB of COGs, "
+    pixels_bytes = len(paths) * 3 * args.width * args.height
+    print(f"series: {len(paths)} scenes of {args.width} x {args.height} ({input_bytes / 1e6:.0f} MB of COGs, "
           f"{pixels_bytes / 1e6:.0f} MB decoded); job: {len(windows)} windows of {TILE_SIZE}")
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
@@ -242,7 +248,10 @@ def main(argv=None) -> int:
     median_fn = cloud.topology.function("median")
     workers = int(median_fn.workers)
     function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
-    threads = Settings.from_env(function_env).read_threads
+    from temporal_median.rasterio_io import read_threads
+
+    # As median resolves it: TM_READ_THREADS, or by default one per core for local files.
+    threads = read_threads(paths, Settings.from_env(function_env).read_threads or None)
     print(f"median function: {workers} workers x 1 request each, {threads} reading threads "
           f"(read baselines use {workers} processes)")
 
@@ -267,14 +276,14 @@ def main(argv=None) -> int:
 
         # Warm-up, not counted.
         whole_read(), window_read()
-        warm = run_job(fanout_url, series_dir, f"bench-e2e-{stamp}-warmup")
+        warm = run_job(fanout_url, inputs_dir, f"bench-e2e-{stamp}-warmup")
         print(f"warm-up job (not counted): {warm['seconds']:.2f} s")
 
         wholes, windowed, jobs = [], [], []
         for r in range(args.rounds):
             wholes.append(whole_read())
             windowed.append(window_read())
-            jobs.append(run_job(fanout_url, series_dir, f"bench-e2e-{stamp}-r{r}"))
+            jobs.append(run_job(fanout_url, inputs_dir, f"bench-e2e-{stamp}-r{r}"))
             print(f"round {r + 1}: whole read {wholes[-1]:.2f} s, window read {windowed[-1]:.2f} s, "
                   f"pipeline {jobs[-1]['seconds']:.2f} s")
 

@@ -3,7 +3,7 @@
 It speaks google.pubsub.v1 with google-cloud-pubsub's own message types, so the unchanged
 PublisherClient / SubscriberClient work against it through PUBSUB_EMULATOR_HOST. Run it with
 ``python -m localcloud.pubsub_emulator --port N``. What it does not implement is listed in
-localcloud/README.md.
+the README's section on the local cloud.
 """
 
 from __future__ import annotations

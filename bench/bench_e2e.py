@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/bench_e2e.py [--rounds 3] [--keep-run-dir] [--scenes N --width W --height H]
 
 The demo series (108 scenes of 2600 x 2200, 3 x 3 windows of 1024) is generated once into
-bench/.data/demo-series and reused. The pipeline's own topology runs on free ports in a private
+bench/.data/series-SCENESxWIDTHxHEIGHT and reused. The pipeline's own topology runs on free ports in a private
 run directory (never the repository's .localcloud/). Each round times, in turn:
 
 * "whole read": every scene read whole, the scenes shared out over as many processes as median
@@ -104,8 +104,6 @@ def http_json(method: str, url: str, body=None, timeout: float = 120) -> tuple[i
 
 
 def series_dir(geometry: dict) -> Path:
-    if geometry == {k: PROFILES["demo"][k] for k in ("scenes", "width", "height")}:
-        return DATA / "demo-series"
     return DATA / f"series-{geometry['scenes']}x{geometry['width']}x{geometry['height']}"
 
 

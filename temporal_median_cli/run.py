@@ -85,15 +85,18 @@ class Progress:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from localcloud import LocalCloud
+    from localcloud import LocalCloud, LocalCloudError
 
     inputs = args.input if args.input.startswith("gs://") else os.path.abspath(args.input)
     if not inputs.startswith("gs://") and not os.path.isdir(inputs):
         print(f"temporal-median run: {args.input} is not a directory", file=sys.stderr)
         return 2
-    cloud = LocalCloud.load()
     started = time.monotonic()
-    cloud.up()
+    try:
+        cloud = LocalCloud.load().up()
+    except LocalCloudError as exc:
+        print(f"temporal-median run: the local cloud could not start: {exc}", file=sys.stderr)
+        return 2
     os.environ.update(cloud.env())
     fanout = cloud.function_url("fanout").rstrip("/")
     body = {"inputs": inputs, "tile_size": args.tile_size, "method": args.method}

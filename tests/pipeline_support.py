@@ -26,11 +26,13 @@ ack_deadline_seconds = 60
 """
 
 
-def make_series(out_dir: Path, *, scenes: int, width: int, height: int, seed: int = 7) -> list[str]:
-    """A small synthetic series; returns the scene paths in acquisition order (no ground truth in the dir)."""
+def make_series(out_dir: Path, *, scenes: int, width: int, height: int, seed: int = 7, **geometry) -> list[str]:
+    """A small synthetic series (``geometry``: crs, pixel_size, origin); the scene paths in acquisition order."""
     from temporal_median_cli.sample import generate_series
 
-    info = generate_series(str(out_dir), scenes=scenes, width=width, height=height, seed=seed, ground_truth=False)
+    info = generate_series(
+        str(out_dir), scenes=scenes, width=width, height=height, seed=seed, ground_truth=False, **geometry
+    )
     paths = sorted(str(p) for p in Path(info.out_dir).glob("*_TCI.tif"))
     assert len(paths) == scenes
     return paths

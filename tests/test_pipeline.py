@@ -104,6 +104,26 @@ def test_mosaic_equals_the_core_result_pixel_for_pixel(cloud, series, tmp_path):
     assert len(log_lines(cloud, "mosaic", '"mosaic built"')) == 1
 
 
+@pytest.mark.parametrize(
+    "crs, pixel_size, origin",
+    [("EPSG:4326", 0.0002, (1.2, 43.8)), ("EPSG:3035", 20.0, (3500000.0, 2400000.0))],
+)
+def test_any_crs_and_pixel_size(cloud, tmp_path_factory, crs, pixel_size, origin):
+    folder = tmp_path_factory.mktemp("crs-series")
+    series = make_series(folder, scenes=5, width=600, height=400, seed=5, crs=crs, pixel_size=pixel_size, origin=origin)
+    code, job = call(cloud, "POST", "/jobs", {"inputs": str(folder), "tile_size": 256})
+    assert code == 202 and job["tiles"] == 6, job
+    status = wait_state(cloud, job["job_id"], {"complete", "failed", "mosaic-failed"})
+    assert status["state"] == "complete", status
+    cog = folder.parent / f"{folder.name}-median.tif"
+    storage.download_file(GsUrl.parse(status["mosaic"]["cog"]), str(cog))
+    expected, raster = expected_median(series, "luminance")
+    with rasterio.open(cog) as ds, rasterio.open(series[0]) as scene:
+        assert ds.crs == scene.crs and ds.transform.almost_equals(scene.transform)
+        assert ds.transform.a == pytest.approx(pixel_size) and ds.transform.c == pytest.approx(origin[0])
+        assert np.array_equal(ds.read((1, 2, 3)), expected.rgb)
+
+
 def test_run_command_copies_results_and_matches_per_band(cloud, series, tmp_path):
     from temporal_median_cli.run import main
 

@@ -101,10 +101,11 @@ def exists(url: GsUrl) -> bool:
         raise _translate(exc, f"checking {url}") from exc
 
 
-def create_bytes(url: GsUrl, data: bytes, content_type: str = "application/octet-stream", metadata=None) -> bool:
-    """Write an object only if it does not exist yet (ifGenerationMatch=0).
+def _upload(url: GsUrl, content_type: str, *, data: bytes | None = None, path: str | None = None,
+            metadata=None, if_generation_match: int | None = None) -> bool:
+    """Upload bytes or a local file; False if the generation precondition failed.
 
-    Returns True if this call created it, False if it already existed.
+    An object appears whole or not at all; ``if_generation_match=0`` makes the write create-only.
     """
     from google.api_core import exceptions as gexc
 
@@ -112,51 +113,47 @@ def create_bytes(url: GsUrl, data: bytes, content_type: str = "application/octet
     if metadata:
         blob.metadata = metadata
     try:
-        blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+        if path is not None:
+            blob.upload_from_filename(path, content_type=content_type, if_generation_match=if_generation_match)
+        else:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
         return True
     except gexc.PreconditionFailed:
         return False
     except Exception as exc:  # noqa: BLE001
         raise _translate(exc, f"writing {url}") from exc
+
+
+def _json_bytes(value) -> bytes:
+    return json.dumps(value, indent=1, sort_keys=True).encode()
+
+
+def create_bytes(url: GsUrl, data: bytes, content_type: str = "application/octet-stream", metadata=None) -> bool:
+    """Write an object only if it does not exist yet (ifGenerationMatch=0).
+
+    Returns True if this call created it, False if it already existed.
+    """
+    return _upload(url, content_type, data=data, metadata=metadata, if_generation_match=0)
 
 
 def create_json(url: GsUrl, value) -> bool:
     """Create-only JSON write; see :func:`create_bytes`."""
-    return create_bytes(url, json.dumps(value, indent=1, sort_keys=True).encode(), "application/json")
+    return create_bytes(url, _json_bytes(value), "application/json")
 
 
 def create_file(url: GsUrl, path: str, content_type: str, metadata=None) -> bool:
-    """Upload a local file only if the object does not exist; the object appears whole or not at all."""
-    from google.api_core import exceptions as gexc
-
-    blob = _blob(url)
-    if metadata:
-        blob.metadata = metadata
-    try:
-        blob.upload_from_filename(path, content_type=content_type, if_generation_match=0)
-        return True
-    except gexc.PreconditionFailed:
-        return False
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"uploading {url}") from exc
+    """Upload a local file only if the object does not exist; see :func:`create_bytes`."""
+    return _upload(url, content_type, path=path, metadata=metadata, if_generation_match=0)
 
 
 def put_file(url: GsUrl, path: str, content_type: str) -> None:
     """Upload a local file, replacing any object of that name (results a re-run rebuilds)."""
-    try:
-        _blob(url).upload_from_filename(path, content_type=content_type)
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"uploading {url}") from exc
+    _upload(url, content_type, path=path)
 
 
 def put_json(url: GsUrl, value) -> None:
     """Write JSON, replacing any object of that name."""
-    try:
-        _blob(url).upload_from_string(
-            json.dumps(value, indent=1, sort_keys=True).encode(), content_type="application/json"
-        )
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"writing {url}") from exc
+    _upload(url, "application/json", data=_json_bytes(value))
 
 
 def generation(url: GsUrl) -> int | None:
@@ -170,17 +167,7 @@ def generation(url: GsUrl) -> int | None:
 
 def replace_json_if_generation(url: GsUrl, value, generation_: int) -> bool:
     """Overwrite an object only if it still has ``generation_``; False if someone else changed it."""
-    from google.api_core import exceptions as gexc
-
-    try:
-        _blob(url).upload_from_string(
-            json.dumps(value).encode(), content_type="application/json", if_generation_match=generation_
-        )
-        return True
-    except gexc.PreconditionFailed:
-        return False
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"writing {url}") from exc
+    return _upload(url, "application/json", data=_json_bytes(value), if_generation_match=generation_)
 
 
 def delete(url: GsUrl, if_generation: int | None = None) -> bool:

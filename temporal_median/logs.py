@@ -28,8 +28,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def get_logger(name: str = "temporal_median", level: str = "INFO") -> logging.Logger:
-    """A logger writing JSON lines to stdout; configured once per process."""
+def get_logger(name: str = "temporal_median", level: str | None = None) -> logging.Logger:
+    """A logger writing JSON lines to stdout; configured once per process.
+
+    ``level`` defaults to TM_LOG_LEVEL (temporal_median.settings).
+    """
+    if level is None:
+        from .settings import get_settings
+
+        level = get_settings().log_level
     logger = logging.getLogger(name)
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stdout)

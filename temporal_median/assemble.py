@@ -24,7 +24,7 @@ from rasterio.transform import Affine
 
 from .errors import InputMismatch, InvalidRequest
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, Grid, TileId, Window
-from .rasterio_io import _as_core_error, gdal_env, profile, to_gdal_path
+from .rasterio_io import gdal_error, gdal_env, profile, to_gdal_path
 
 #: Bands of every tile and of the mosaic: R, G, B, then the valid-sample count (saturating at 255).
 BAND_COUNT = 4
@@ -98,7 +98,7 @@ def _tile_error(exc: BaseException, tile_id: TileId, gdal_path: str, action: str
         url = gdal_path[len("/vsicurl/") :]
     else:
         url = gdal_path
-    error = _as_core_error(exc, url, action)
+    error = gdal_error(exc, url, action)
     return type(error)(f"tile {tile_id}: {error}")
 
 

@@ -360,7 +360,7 @@ def _messages(exc: BaseException) -> str:
     return " | ".join(parts)
 
 
-def _as_core_error(exc: BaseException, url: str, action: str) -> TemporalMedianError:
+def gdal_error(exc: BaseException, url: str, action: str) -> TemporalMedianError:
     """Map a rasterio/GDAL failure on ``url`` to our errors.
 
     The rule: on a gs:// or https:// input, an HTTP 5xx, 429, 408 or 403 (as in storage.py:
@@ -447,7 +447,7 @@ def _open(url: str):
     try:
         return rasterio.open(to_gdal_path(url))
     except (RasterioError, OSError) as exc:
-        raise _as_core_error(exc, url, "open raster") from exc
+        raise gdal_error(exc, url, "open raster") from exc
 
 
 def _scene_of(ds, window: Window | None) -> _Scene:
@@ -606,7 +606,7 @@ def _read_into(url: str, window, out: np.ndarray, check: _Check | None = None) -
             try:
                 ds.read(indexes=[1, 2, 3], window=window, out=out)
             except (RasterioError, OSError) as exc:
-                raise _as_core_error(exc, url, f"read window {window.flatten()}") from exc
+                raise gdal_error(exc, url, f"read window {window.flatten()}") from exc
             return scene
 
 

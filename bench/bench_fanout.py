@@ -37,12 +37,13 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from localcloud import clean_environ  # noqa: E402
+from temporal_median_cli.run import http_json  # noqa: E402
 
 DATA = ROOT / "bench" / ".data"
 STANDINS = DATA / "granule-standins"
@@ -126,22 +127,6 @@ def ensure_standins() -> list[str]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def clean_environ() -> dict[str, str]:
-    """os.environ without emulator or local-cloud settings, so the bench's clouds are its own."""
-    dropped = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "CPL_GS_ENDPOINT")
-    return {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("LOCALCLOUD_")}
-
-
-def http_json(method: str, url: str, body=None, timeout: float = 300) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def upload_standins(cloud, paths: list[str]) -> str:

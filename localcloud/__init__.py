@@ -1,6 +1,14 @@
 """The local cloud: offline stand-ins for GCS, Pub/Sub and Eventarc plus real function servers (dev/test only)."""
 
-from .cloud import LocalCloud, LocalCloudError, PartStatus, publisher_client, storage_client, subscriber_client
+from .cloud import (
+    LocalCloud,
+    LocalCloudError,
+    PartStatus,
+    clean_environ,
+    publisher_client,
+    storage_client,
+    subscriber_client,
+)
 from .topology import Topology, TopologyError
 
 __all__ = [
@@ -9,6 +17,7 @@ __all__ = [
     "PartStatus",
     "Topology",
     "TopologyError",
+    "clean_environ",
     "publisher_client",
     "storage_client",
     "subscriber_client",

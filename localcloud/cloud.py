@@ -24,7 +24,8 @@ from typing import Iterator, Mapping
 
 from . import processes
 from .processes import ProcessRecord
-from .push_formats import FORMAT_ATTRIBUTE, PUBSUB
+from .push_formats import FORMAT_ATTRIBUTE
+from .push_formats import PUBSUB as PUBSUB_FORMAT
 from .topology import Function, Subscription, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,13 @@ class PartStatus:
     running: bool
     url: str
     log: str
+
+
+def clean_environ() -> dict[str, str]:
+    """os.environ without emulator or local-cloud settings: a cloud loaded with it is its own,
+    whatever cloud the caller's shell points at (tests and benchmarks run theirs side by side)."""
+    dropped = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "CPL_GS_ENDPOINT")
+    return {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("LOCALCLOUD_")}
 
 
 def fake_gcs_binary() -> Path:
@@ -450,7 +458,7 @@ def subscription_request(project: str, sub: Subscription, urls: Mapping[str, str
     if sub.is_push:
         endpoint = sub.push_endpoint or urls[f"function:{sub.push_function}"]
         attributes = {"x-localcloud-max-concurrency": str(sub.max_concurrency)}
-        if sub.format != PUBSUB:
+        if sub.format != PUBSUB_FORMAT:
             attributes[FORMAT_ATTRIBUTE] = sub.format
         if sub.push_ack_deadline_seconds is not None:
             attributes["x-localcloud-ack-deadline-seconds"] = repr(sub.push_ack_deadline_seconds)

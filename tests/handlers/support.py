@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
 
+from localcloud import clean_environ  # noqa: F401 - the tests' import path for it
+
 HANDLERS = Path(__file__).resolve().parent
 PUSH_RECORDER = HANDLERS / "push_recorder.py"
 EVENT_RECORDER = HANDLERS / "event_recorder.py"
-
-
-def clean_environ() -> dict[str, str]:
-    """os.environ without any emulator or local-cloud settings, so a test cloud is hermetic."""
-    dropped = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "CPL_GS_ENDPOINT")
-    return {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("LOCALCLOUD_")}
 
 
 def write_topology(path: Path, text: str) -> Path:

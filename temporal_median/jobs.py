@@ -65,7 +65,7 @@ def check_input_url(url, allow_local: bool) -> str:
             raise InvalidRequest(f"'..' is not allowed in {url!r}")
     else:
         raise InvalidRequest(
-            f"inputs must be gs:// or https:// URLs" + (" or absolute paths" if allow_local else "") + f", got {url!r}"
+            "inputs must be gs:// or https:// URLs" + (" or absolute paths" if allow_local else "") + f", got {url!r}"
         )
     return url
 
@@ -258,8 +258,8 @@ class Manifest:
     def same_job(self, other: "Manifest") -> bool:
         """True if both describe the same computation (times aside)."""
         mine, theirs = self.to_dict(), other.to_dict()
-        for key in ("created",):
-            mine.pop(key), theirs.pop(key)
+        mine.pop("created")
+        theirs.pop("created")
         return mine == theirs
 
     def message(self, tile: TileId) -> "WindowMessage":

@@ -93,38 +93,27 @@ _BUFFERS = _BufferPool()
 
 _TILE_BAND_DESCRIPTIONS = ("red", "green", "blue", "valid sample count (saturates at 255)")
 
+# Tiles are intermediate files of one job: DEFLATE level 1 writes 3x faster than level 6
+# (0.07 s vs 0.19 s for 1024 x 1024) for files about 5% bigger.
+_TILE_PROFILE = {
+    "driver": "COG",
+    "dtype": "uint8",
+    "count": 4,
+    "nodata": 0,
+    "compress": "DEFLATE",
+    "predictor": 2,
+    "level": 1,
+    "blocksize": 512,
+    "overviews": "AUTO",
+    "overview_resampling": "AVERAGE",
+    "bigtiff": "IF_SAFER",
+}
+
 _PROFILES = {
-    # Tiles are intermediate files of one job: DEFLATE level 1 writes 3x faster than level 6
-    # (0.07 s vs 0.19 s for 1024 x 1024) for files about 5% bigger.
-    "tile": {
-        "driver": "COG",
-        "dtype": "uint8",
-        "count": 4,
-        "nodata": 0,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "level": 1,
-        "blocksize": 512,
-        "overviews": "AUTO",
-        "overview_resampling": "AVERAGE",
-        "bigtiff": "IF_SAFER",
-    },
+    "tile": _TILE_PROFILE,
     # The whole-granule composite: what people download and view. Level 3 writes it about twice
     # as fast as level 6 (0.22 s vs 0.49 s for 2600 x 2200) for a file about 3% bigger.
-    "mosaic": {
-        "driver": "COG",
-        "dtype": "uint8",
-        "count": 4,
-        "nodata": 0,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "level": 3,
-        "blocksize": 512,
-        "overviews": "AUTO",
-        "overview_resampling": "AVERAGE",
-        "bigtiff": "IF_SAFER",
-        "num_threads": "ALL_CPUS",
-    },
+    "mosaic": {**_TILE_PROFILE, "level": 3, "num_threads": "ALL_CPUS"},
 }
 
 # Messages of GDAL/curl failures that retrying can cure (checked on remote inputs only).

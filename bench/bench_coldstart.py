@@ -35,7 +35,7 @@ _CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 from temporal_median.grid import Window
-from temporal_median.rasterio_io import compute_tile
+from temporal_median.tiles import compute_tile
 urls = json.loads(sys.argv[1]); window = Window(*json.loads(sys.argv[2]))
 compute_tile(urls, window, sys.argv[3])
 first_done = time.time()

@@ -66,7 +66,7 @@ def _buffer(shape: tuple) -> np.ndarray:
 def _read_scene(path: str) -> int:
     import rasterio
 
-    from temporal_median.rasterio_io import gdal_env
+    from temporal_median.gdal import gdal_env
 
     with gdal_env(), rasterio.open(path) as ds:
         out = _buffer((ds.count, ds.height, ds.width))
@@ -75,7 +75,7 @@ def _read_scene(path: str) -> int:
 
 
 def _read_job_window(task: tuple) -> int:
-    from temporal_median.rasterio_io import read_window
+    from temporal_median.tiles import read_window
 
     urls, window_list, threads = task
     window = Window(*window_list)
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     median_fn = cloud.topology.function("median")
     workers = int(median_fn.workers)
     function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
-    from temporal_median.rasterio_io import read_threads
+    from temporal_median.gdal import read_threads
 
     # As median resolves it: TM_READ_THREADS, or by default one per core for local files.
     threads = read_threads(paths, Settings.from_env(function_env).read_threads or None)

@@ -219,8 +219,11 @@ def main(argv=None) -> int:
                            "TM_ALLOW_LOCAL_PATHS": "true"})
         from temporal_median.fanout import list_inputs, publisher, start_job
         from temporal_median.grid import Grid
-        from temporal_median.jobs import JobRequest, Manifest, isoformat, utcnow
-        from temporal_median.rasterio_io import forget_remote_files, inspect_inputs
+        from temporal_median.clock import isoformat, utcnow
+        from temporal_median.manifest import Manifest
+        from temporal_median.request import JobRequest
+        from temporal_median.gdal import forget_remote_files
+        from temporal_median.inputs import inspect_inputs
         from temporal_median.settings import get_settings
 
         settings = get_settings()
@@ -235,7 +238,7 @@ def main(argv=None) -> int:
         course_datasets = tuple(COURSE_PREFIX + os.path.basename(p) for p in paths)
 
         def course_manifest(job_id: str) -> Manifest:
-            return Manifest(job_id=job_id, datasets=course_datasets, grid=grid, raster=raster.to_dict(),
+            return Manifest(job_id=job_id, datasets=course_datasets, grid=grid, raster=raster,
                             method="luminance", output=settings.results_url, created=isoformat(utcnow()),
                             work=settings.work_url)
 

@@ -169,7 +169,7 @@ def _in_memory(tiles_dir, out_dir, size, tile, transform, crs, started) -> dict:
 
     from temporal_median.assemble import OVERVIEW_RESAMPLING
     from temporal_median.grid import Grid
-    from temporal_median.rasterio_io import profile
+    from temporal_median.profiles import profile
 
     mosaic = np.zeros((4, size, size), dtype=np.uint8)
     for tile_id, w in Grid(size, size, tile).windows():

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from temporal_median.grid import Window  # noqa: E402
-from temporal_median.rasterio_io import compute_tile, read_threads, read_window  # noqa: E402
+from temporal_median.gdal import read_threads  # noqa: E402
+from temporal_median.tiles import compute_tile, read_window  # noqa: E402
 from temporal_median_cli.sample import generate_series  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
@@ -36,7 +37,7 @@ _RSS_CODE = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from temporal_median.grid import Window
-from temporal_median.rasterio_io import compute_tile
+from temporal_median.tiles import compute_tile
 urls = json.loads(sys.argv[1]); window = Window(*json.loads(sys.argv[2]))
 def hwm():
     # VmHWM: peak RSS of this program image. ru_maxrss can carry the parent's size over fork+exec.
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
 
         del stack
         print(f"compute_tile peak RSS, fresh process : {rss['peak'] / 2**20:6.0f} MiB VmHWM, ru_maxrss "
-              f"{rss['maxrss'] / 2**20:.0f} MiB   (after importing rasterio_io {rss['baseline'] / 2**20:.0f} MiB; "
+              f"{rss['maxrss'] / 2**20:.0f} MiB   (after importing the tile module {rss['baseline'] / 2**20:.0f} MiB; "
               f"goal <= {RSS_GOAL / 2**20:.0f} MiB: {'met' if max(rss['peak'], rss['maxrss']) <= RSS_GOAL else 'NOT met'}; "
               f"that cold tile took {rss['seconds']:.2f} s)")
     return 0

@@ -1,14 +1,12 @@
-"""Assemble the final mosaic from grid tiles: a VRT over them, one whole-granule COG, a quicklook PNG."""
+"""Assemble the final mosaic from grid tiles: one whole-granule COG, its VRT, a quicklook PNG."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
 import time
 import warnings
-import xml.etree.ElementTree as ET
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,37 +15,13 @@ from itertools import islice
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import ColorInterp, Resampling
-from rasterio.crs import CRS
-from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
-from rasterio.transform import Affine
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from .errors import InputMismatch, InvalidRequest
-from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, Grid, TileId, Window
-from .rasterio_io import gdal_error, gdal_env, profile, to_gdal_path
-
-#: Bands of every tile and of the mosaic: R, G, B, then the valid-sample count (saturating at 255).
-BAND_COUNT = 4
-NODATA = 0
-_COLOR_INTERP = ("Red", "Green", "Blue", "Undefined")
-_BAND_DESCRIPTIONS = ("red", "green", "blue", "valid sample count (saturates at 255)")
-
-#: GDAL block cache (MB) while assembling. With one tile in hand at a time, this cache, not the
-#: raster's size, bounds our memory. GDAL's default is 5 % of RAM (1.2 GB on a 24 GiB machine):
-#: measured at full size, 64 MB gives a peak RSS of ~160 MB and is no slower than 256 MB.
-_CACHE_MB = 64
-
-
-def _cache_cap() -> dict:
-    """GDAL_CACHEMAX for assembling, unless the environment sets it (the user keeps control)."""
-    return {} if os.environ.get("GDAL_CACHEMAX") else {"GDAL_CACHEMAX": _CACHE_MB}
-
-
-#: Overview resampling. "average" honours nodata (GDAL skips nodata pixels when averaging), so
-#: swath edges do not darken; since a tile pixel is nodata in all four bands at once and valid
-#: RGB is never 0, an average of valid values is >= 1 and the four band masks stay identical.
-#: "nearest" would alias visibly at quicklook scale for no gain.
-OVERVIEW_RESAMPLING = "AVERAGE"
+from .gdal import gdal_env
+from .profiles import BAND_COUNT, BAND_DESCRIPTIONS, NODATA, color_interp, creation_options, profile
+from .vrt import TileSource, georeferencing, tile_error, validate_tiles, vrt_xml
 
 #: Compression of the scratch GTiff the COG is copied from. The COG driver reads it twice (once for
 #: the overviews, once for the copy): at full size, DEFLATE level 1 made the build ~1.7x slower
@@ -70,169 +44,6 @@ class MosaicResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class _Tile:
-    """A validated tile: its slot in the grid and the path GDAL reads it from."""
-
-    tile_id: TileId
-    window: Window
-    gdal_path: str
-    block_shape: tuple[int, int]
-
-
-def _tile_id_of(path: str) -> TileId:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    stem = name[:-4] if name.lower().endswith(".tif") else name
-    try:
-        return TileId.parse(stem)
-    except InvalidRequest:
-        raise InputMismatch(f"tile file {path!r} is not named like 'r003_c007.tif'") from None
-
-
-def _tile_error(exc: BaseException, tile_id: TileId, gdal_path: str, action: str):
-    """InputUnreadable naming the tile, or StorageUnavailable when a remote read may succeed on retry."""
-    # rasterio_io classifies by the URL the user gave; recover it from the GDAL path.
-    if gdal_path.startswith("/vsigs/"):
-        url = "gs://" + gdal_path[len("/vsigs/") :]
-    elif gdal_path.startswith("/vsicurl/"):
-        url = gdal_path[len("/vsicurl/") :]
-    else:
-        url = gdal_path
-    error = gdal_error(exc, url, action)
-    return type(error)(f"tile {tile_id}: {error}")
-
-
-def _absolute(path: str) -> str:
-    """The GDAL path of a tile, absolute so the VRT does not depend on where it is read from."""
-    gdal_path = to_gdal_path(path)
-    if gdal_path.startswith("/vsi"):
-        return gdal_path
-    return os.path.abspath(gdal_path)
-
-
-def _infer_tile_size(sizes: dict[TileId, tuple[int, int]]) -> int:
-    """The grid's tile size from the tiles: a full tile is as wide and tall as the grid's step."""
-    largest = max(max(w, h) for w, h in sizes.values())
-    return min(max(largest, MIN_TILE_SIZE), MAX_TILE_SIZE)
-
-
-def _same_transform(got: Affine, want: Affine) -> bool:
-    """Equal up to float noise: scale terms to 1e-9 relative, origin to 1e-3 of a pixel."""
-    pixel = max(abs(want.a), abs(want.e), abs(want.b), abs(want.d))
-    scale_ok = all(
-        math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-12 * pixel)
-        for g, w in ((got.a, want.a), (got.b, want.b), (got.d, want.d), (got.e, want.e))
-    )
-    return scale_ok and abs(got.c - want.c) <= 1e-3 * pixel and abs(got.f - want.f) <= 1e-3 * pixel
-
-
-def _validate_tiles(tile_paths, *, width, height, transform, crs, tile_size) -> list[_Tile]:
-    """Open every tile's header and check it fills exactly its grid slot; raise naming the tile."""
-    if not tile_paths:
-        raise InvalidRequest("no tiles given to assemble")
-    by_id: dict[TileId, str] = {}
-    for path in tile_paths:
-        tile_id = _tile_id_of(path)
-        if tile_id in by_id:
-            raise InputMismatch(f"tile {tile_id} given twice: {by_id[tile_id]!r} and {path!r}")
-        by_id[tile_id] = path
-
-    headers: dict[TileId, tuple[str, rasterio.profiles.Profile, Affine, object, tuple]] = {}
-    for tile_id, path in sorted(by_id.items()):
-        gdal_path = _absolute(path)
-        try:
-            with rasterio.open(gdal_path) as src:
-                headers[tile_id] = (gdal_path, src.profile, src.transform, src.crs, src.block_shapes[0])
-        except (RasterioError, OSError) as exc:
-            raise _tile_error(exc, tile_id, gdal_path, "open tile") from exc
-
-    if tile_size is None:
-        tile_size = _infer_tile_size({t: (h[1]["width"], h[1]["height"]) for t, h in headers.items()})
-    grid = Grid(width, height, tile_size)
-    missing = [str(t) for t in grid.tile_ids() if t not in headers]
-    outside = [str(t) for t in headers if not (t.row < grid.rows and t.col < grid.cols)]
-    if outside:
-        raise InputMismatch(f"tiles outside a grid of {grid.rows} x {grid.cols}: {', '.join(outside)}")
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise InputMismatch(f"{len(missing)} of {len(grid)} tiles are missing: {shown}")
-
-    tiles = []
-    for tile_id, (gdal_path, prof, tile_transform, tile_crs, block_shape) in sorted(headers.items()):
-        window = grid.window(tile_id)
-        where = f"tile {tile_id} ({gdal_path})"
-        if prof["count"] != BAND_COUNT or prof["dtype"] != "uint8":
-            raise InputMismatch(
-                f"{where} has {prof['count']} bands of {prof['dtype']}, expected {BAND_COUNT} of uint8"
-            )
-        if prof.get("nodata") != NODATA:
-            raise InputMismatch(f"{where} has nodata {prof.get('nodata')!r}, expected {NODATA}")
-        if (prof["width"], prof["height"]) != (window.width, window.height):
-            raise InputMismatch(
-                f"{where} is {prof['width']} x {prof['height']} px, its grid slot "
-                f"{window.as_list()} is {window.width} x {window.height}"
-            )
-        if tile_crs != crs:
-            raise InputMismatch(f"{where} has CRS {tile_crs}, the mosaic has {crs}")
-        expected = transform @ Affine.translation(window.col_off, window.row_off)
-        if not _same_transform(tile_transform, expected):
-            raise InputMismatch(
-                f"{where} is georeferenced at {tuple(tile_transform)[:6]}, "
-                f"its grid slot {window.as_list()} is at {tuple(expected)[:6]}"
-            )
-        tiles.append(_Tile(tile_id, window, gdal_path, tuple(block_shape)))
-    return tiles
-
-
-def _vrt_xml(tiles: list[_Tile], *, grid_transform, crs, width, height) -> bytes:
-    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    if crs is not None:
-        ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
-    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(float(v)) for v in grid_transform.to_gdal())
-    for band in range(1, BAND_COUNT + 1):
-        band_el = ET.SubElement(root, "VRTRasterBand", dataType="Byte", band=str(band))
-        ET.SubElement(band_el, "NoDataValue").text = str(NODATA)
-        ET.SubElement(band_el, "ColorInterp").text = _COLOR_INTERP[band - 1]
-        for tile in tiles:
-            w = tile.window
-            # Tiles never overlap, so a SimpleSource (no per-pixel nodata compositing) is exact.
-            source = ET.SubElement(band_el, "SimpleSource")
-            ET.SubElement(source, "SourceFilename", relativeToVRT="0").text = tile.gdal_path
-            ET.SubElement(source, "SourceBand").text = str(band)
-            # Declaring the sources' properties lets GDAL open the VRT without opening 121 tiles.
-            ET.SubElement(
-                source,
-                "SourceProperties",
-                RasterXSize=str(w.width),
-                RasterYSize=str(w.height),
-                DataType="Byte",
-                BlockXSize=str(tile.block_shape[1]),
-                BlockYSize=str(tile.block_shape[0]),
-            )
-            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w.width), ySize=str(w.height))
-            ET.SubElement(
-                source, "DstRect", xOff=str(w.col_off), yOff=str(w.row_off), xSize=str(w.width), ySize=str(w.height)
-            )
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8")
-
-
-def _georeferencing(transform, crs) -> tuple[Affine, CRS | None]:
-    """Accept an Affine or its 6 coefficients, and a CRS, "EPSG:xxxx", WKT or "" (none)."""
-    try:
-        affine = transform if isinstance(transform, Affine) else Affine(*tuple(float(v) for v in transform)[:6])
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"transform must be an Affine or 6 numbers, got {transform!r}") from exc
-    if affine.is_degenerate:
-        raise InvalidRequest(f"transform is degenerate: {tuple(affine)[:6]}")
-    if crs is None or crs == "":
-        return affine, None
-    try:
-        return affine, CRS.from_user_input(crs)
-    except CRSError as exc:
-        raise InvalidRequest(f"crs is not a CRS: {crs!r}") from exc
-
-
 def _local_out_dir(out_dir: str) -> str:
     if out_dir.startswith(("gs://", "http://", "https://", "/vsi")):
         raise InvalidRequest(f"out_dir must be a local directory (upload afterwards), got {out_dir!r}")
@@ -240,70 +51,21 @@ def _local_out_dir(out_dir: str) -> str:
     return out_dir
 
 
-def _write_atomically(data: bytes, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".vrt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def build_vrt(tile_paths: list[str], vrt_path: str, *, grid_transform, crs, width, height, tile_size=None) -> None:
-    """Write a VRT mosaic of the tiles, with absolute source paths.
-
-    Parameters
-    ----------
-    tile_paths : list of str
-        Tiles named ``<tile_id>.tif``: local paths, ``gs://`` or ``https://`` URLs, or GDAL paths.
-    vrt_path : str
-        Local path of the VRT to write (written to a temp file, then moved into place).
-    grid_transform : affine.Affine or sequence of 6 floats
-        Transform of the whole raster (the tile ``r000_c000``'s transform).
-    crs : rasterio.crs.CRS or str
-        CRS of the raster (a CRS, ``"EPSG:32631"``, WKT, or ``""`` for none); every tile must have it.
-    width, height : int
-        Size of the whole raster in pixels.
-    tile_size : int, optional
-        The grid's tile size; inferred from the tiles when omitted.
-
-    Raises
-    ------
-    InputUnreadable
-        A tile cannot be opened (missing, not a raster).
-    StorageUnavailable
-        A remote tile failed with an error worth retrying (HTTP 5xx, 429, network).
-    InputMismatch
-        A tile is missing from the grid, duplicated, or does not match its grid slot
-        (size, transform, CRS, bands, dtype, nodata).
-    """
-    grid_transform, crs = _georeferencing(grid_transform, crs)
-    with gdal_env():
-        tiles = _validate_tiles(
-            tile_paths, width=width, height=height, transform=grid_transform, crs=crs, tile_size=tile_size
-        )
-    xml = _vrt_xml(tiles, grid_transform=grid_transform, crs=crs, width=width, height=height)
-    _write_atomically(xml, vrt_path)
-
-
 #: Tiles read ahead while the scratch file is written (a 1024 tile is 4 MB, a 4096 one 64 MB).
 _PREFETCH = 4
 
 
-def _read_tile(tile: "_Tile") -> np.ndarray:
-    # A bare Env in the worker thread, as rasterio_io does: no process-wide option churn.
+def _read_tile(tile: "TileSource") -> np.ndarray:
+    # A bare Env in the worker thread, as the readers do: no process-wide option churn.
     with rasterio.Env():
         try:
             with rasterio.open(tile.gdal_path) as src:
                 return src.read()
         except (RasterioError, OSError) as exc:
-            raise _tile_error(exc, tile.tile_id, tile.gdal_path, "read tile") from exc
+            raise tile_error(exc, tile.tile_id, tile.gdal_path, "read tile") from exc
 
 
-def _write_scratch(tiles: list[_Tile], path: str, *, width, height, transform, crs, blocksize) -> None:
+def _write_scratch(tiles: list[TileSource], path: str, *, width, height, transform, crs, blocksize) -> None:
     """Stream the tiles, one window at a time, into a tiled GTiff laid out like the COG."""
     scratch = {
         "driver": "GTiff",
@@ -333,19 +95,8 @@ def _write_scratch(tiles: list[_Tile], path: str, *, width, height, transform, c
             if following is not None:
                 pending.append((following, pool.submit(_read_tile, following)))
             dst.write(data, window=tile.window.to_rasterio())
-        dst.descriptions = _BAND_DESCRIPTIONS
-        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
-
-
-#: Keys of an output profile that describe the dataset rather than being COG creation options.
-_NOT_CREATION_OPTIONS = {"driver", "dtype", "count", "nodata", "width", "height", "crs", "transform"}
-
-
-def _cog_options(cog_profile: dict) -> dict:
-    options = {k: v for k, v in cog_profile.items() if k.lower() not in _NOT_CREATION_OPTIONS}
-    options.setdefault("overview_resampling", OVERVIEW_RESAMPLING)
-    options.setdefault("overviews", "AUTO")
-    return options
+        dst.descriptions = BAND_DESCRIPTIONS
+        dst.colorinterp = color_interp()
 
 
 def build_mosaic(
@@ -396,31 +147,32 @@ def build_mosaic(
         As :func:`build_vrt`, naming the tile at fault; nothing is left in ``out_dir``.
     """
     started = time.monotonic()
-    transform, crs = _georeferencing(transform, crs)
+    transform, crs = georeferencing(transform, crs)
     if not name or "/" in name or name.startswith("."):
         raise InvalidRequest(f"name must be a plain file stem, got {name!r}")
     out_dir = _local_out_dir(out_dir)
     cog_path = os.path.join(out_dir, f"{name}.tif")
     vrt_path = os.path.join(out_dir, f"{name}.vrt")
     png_path = os.path.join(out_dir, f"{name}.png")
-    cog_profile = profile("mosaic")
-    blocksize = int(cog_profile.get("blocksize", 512))
+    blocksize = int(profile("mosaic")["blocksize"])
 
     work = tempfile.mkdtemp(prefix=".assemble-", dir=out_dir)
     try:
-        with gdal_env(GDAL_PAM_ENABLED="NO", **_cache_cap()):
-            tiles = _validate_tiles(
+        # gdal_env caps GDAL's block cache: with one tile in hand at a time, that cache, not the
+        # raster's size, bounds our memory.
+        with gdal_env(GDAL_PAM_ENABLED="NO"):
+            tiles = validate_tiles(
                 tile_paths, width=width, height=height, transform=transform, crs=crs, tile_size=tile_size
             )
             tmp_vrt = os.path.join(work, "mosaic.vrt")
             with open(tmp_vrt, "wb") as f:
-                f.write(_vrt_xml(tiles, grid_transform=transform, crs=crs, width=width, height=height))
+                f.write(vrt_xml(tiles, grid_transform=transform, crs=crs, width=width, height=height))
 
             scratch = os.path.join(work, "scratch.tif")
             _write_scratch(tiles, scratch, width=width, height=height, transform=transform, crs=crs, blocksize=blocksize)
 
             tmp_cog = os.path.join(work, "mosaic.tif")
-            rasterio.shutil.copy(scratch, tmp_cog, driver="COG", **_cog_options(cog_profile))
+            rasterio.shutil.copy(scratch, tmp_cog, driver="COG", **creation_options("mosaic"))
             os.remove(scratch)
 
             tmp_png = os.path.join(work, "quicklook.png")

@@ -1,4 +1,8 @@
-"""The project's exceptions: one base, permanent vs transient, small named subclasses."""
+"""The project's exceptions, and the one table saying what each caller does with each of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class TemporalMedianError(Exception):
@@ -45,7 +49,7 @@ class InputMismatch(PermanentError):
 
 
 class InputUnreadable(PermanentError):
-    """An input raster cannot be opened or read (missing, not a raster, corrupt)."""
+    """An input raster or location cannot be read (missing object or bucket, not a raster, corrupt)."""
 
     code = "input_unreadable"
 
@@ -62,35 +66,75 @@ class JobNotFound(PermanentError):
     code = "job_not_found"
 
 
-class StorageUnavailable(TransientError):
-    """Storage answered with an error worth retrying, or could not be reached."""
-
-    code = "storage_unavailable"
-
-
 class JobConflict(InvalidRequest):
     """A job id is already used by a job with other inputs or parameters."""
 
     code = "job_conflict"
 
 
-#: HTTP status for each error type, most specific first; the one table the HTTP layer uses.
-HTTP_STATUS: tuple[tuple[type, int], ...] = (
-    (RequestTooLarge, 413),
-    (JobConflict, 409),
-    (JobNotFound, 404),
-    (PermanentError, 400),
-    (TransientError, 503),
-    (TemporalMedianError, 500),
+class StorageRefused(PermanentError):
+    """Storage refused a request in a way a retry repeats (400, 412 of a plain write, ...)."""
+
+    code = "storage_refused"
+
+
+class StorageUnavailable(TransientError):
+    """Storage answered with an error worth retrying, or could not be reached."""
+
+    code = "storage_unavailable"
+
+
+class AttemptsExhausted(PermanentError):
+    """A window failed on every attempt it was allowed; the last error is in the message."""
+
+    code = "attempts_exhausted"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a caller does with an error: the HTTP status fanout answers, and whether a
+    Pub/Sub or Eventarc delivery is retried (a non-2xx answer) or acknowledged."""
+
+    status: int
+    retry: bool
+    #: An error nobody raised on purpose: logged with its traceback as a bug.
+    bug: bool = False
+
+
+#: The one table: each exception type, most specific first, and what its callers do with it.
+POLICIES: tuple[tuple[type, Policy], ...] = (
+    (RequestTooLarge, Policy(413, retry=False)),
+    (JobConflict, Policy(409, retry=False)),
+    (JobNotFound, Policy(404, retry=False)),
+    (PermanentError, Policy(400, retry=False)),
+    (TransientError, Policy(503, retry=True)),
+    (TemporalMedianError, Policy(500, retry=True)),
+    # Anything else is a bug: answered 500 and retried, since a redeployed fix can succeed.
+    (BaseException, Policy(500, retry=True, bug=True)),
 )
+
+
+def policy(exc: BaseException) -> Policy:
+    """The :class:`Policy` of an exception, from :data:`POLICIES`."""
+    for kind, found in POLICIES:
+        if isinstance(exc, kind):
+            return found
+    raise AssertionError("unreachable: BaseException matches everything")
 
 
 def http_status(exc: BaseException) -> int:
     """The HTTP status for an exception (500 for anything that is not ours)."""
-    for kind, status in HTTP_STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
+    return policy(exc).status
+
+
+#: HTTP statuses of a storage service that a retry can cure (Cloud Storage's retry strategy:
+#: 408, 429 and 5xx). 403 too: IAM grants take minutes to propagate after `terraform apply`.
+TRANSIENT_HTTP_STATUSES = frozenset({403, 408, 429})
+
+
+def is_transient_status(status: int) -> bool:
+    """True if an HTTP status from storage is worth a retry (see TRANSIENT_HTTP_STATUSES)."""
+    return status >= 500 or status in TRANSIENT_HTTP_STATUSES
 
 
 def error_body(exc: BaseException) -> dict:
@@ -98,3 +142,8 @@ def error_body(exc: BaseException) -> dict:
     if isinstance(exc, TemporalMedianError):
         return {"error": {"code": exc.code, "message": str(exc)}}
     return {"error": {"code": "internal", "message": "internal error; see the function's logs"}}
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description for logs and error records: our message, or the foreign type and message."""
+    return str(exc) if isinstance(exc, TemporalMedianError) else f"{type(exc).__name__}: {exc}"

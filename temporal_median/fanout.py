@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from . import storage
 from .errors import InputUnreadable, JobConflict, JobNotFound, NoInputs, RequestTooLarge, TransientError
 from .grid import Grid, TileId
-from .jobs import JobPaths, JobRequest, Manifest, isoformat, parse_error_object, parse_time, utcnow
+from .clock import isoformat, parse_time, utcnow
+from .manifest import Manifest
+from .paths import JobPaths, parse_error_object
+from .request import JobRequest
 from .logs import get_logger
 from .settings import Settings
 from .storage import INPUT_SUFFIXES, GsUrl
@@ -95,7 +98,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     The manifest is written before anything is published, so every message refers to a job
     that exists. Posting the same job again publishes only the missing windows.
     """
-    from .rasterio_io import inspect_inputs
+    from .inputs import inspect_inputs
 
     datasets = list_inputs(request, settings)
     raster = inspect_inputs(list(datasets), max_workers=settings.read_threads or None)
@@ -106,7 +109,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
         job_id=job_id,
         datasets=datasets,
         grid=grid,
-        raster=raster.to_dict(),
+        raster=raster,
         method=request.method,
         output=request.output,
         created=isoformat(utcnow()),
@@ -125,10 +128,10 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
         parsed = parse_error_object(info.url.key)
         if parsed and parsed[0] in missing:
             storage.delete(info.url)
-    if not missing and not storage.exists(manifest.results.join("job.json")):
+    if not missing and not storage.exists(manifest.results.record):
         # Every tile is there but no mosaic (it was cancelled or failed): the marker's finalize
         # event makes mosaic look again.
-        storage.put_json(paths.root.join("resume.json"), {"time": isoformat(utcnow())})
+        storage.put_json(paths.resume, {"time": isoformat(utcnow())})
     _publish(manifest, missing, settings)
     log.info(
         "job started",
@@ -169,6 +172,7 @@ def _done_tiles(paths: JobPaths) -> set[TileId]:
 
 
 def load_manifest(job_id: str, settings: Settings) -> Manifest:
+    """The job's manifest; JobNotFound if the job does not exist."""
     data = storage.read_json(JobPaths.of(settings.work_url, job_id).manifest)
     if data is None:
         raise JobNotFound(f"no job {job_id}")
@@ -202,7 +206,8 @@ def job_status(job_id: str, settings: Settings) -> dict:
         retrying.pop(tile, None)
     total = len(manifest.grid)
     cancelled = storage.read_json(paths.cancelled)
-    record_url = manifest.results.join("job.json")
+    results = manifest.results
+    record_url = results.record
     record = storage.read_json(record_url)
     mosaic_error = storage.read_json(paths.mosaic_error)
     if record is not None:
@@ -231,9 +236,9 @@ def job_status(job_id: str, settings: Settings) -> dict:
             "state": "complete" if record else ("error" if mosaic_error else "pending"),
             "error": mosaic_error,
             "record": str(record_url),
-            "cog": str(manifest.results.join("median.tif")),
-            "vrt": str(manifest.results.join("median.vrt")),
-            "quicklook": str(manifest.results.join("quicklook.png")),
+            "cog": str(results.cog),
+            "vrt": str(results.vrt),
+            "quicklook": str(results.quicklook),
             "figures": record,
         },
     }

@@ -1,10 +1,12 @@
-"""The window grid: the tiles that cover a raster exactly once, and their stable ids."""
+"""Grids: the raster grid every scene shares, and the windows (tiles) that cover it exactly once."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Iterator
+
+from affine import Affine
 
 from .errors import InvalidRequest
 
@@ -137,3 +139,84 @@ class Grid:
             return cls(int(data["width"]), int(data["height"]), int(data["tile_size"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidRequest(f"grid must have integer width, height and tile_size: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RasterGrid:
+    """The grid every scene of a series shares.
+
+    Attributes
+    ----------
+    width, height : int
+        Size in pixels.
+    crs : str
+        ``"EPSG:xxxx"`` when the CRS has a code, else WKT; ``""`` if the raster has none.
+    transform : tuple of float
+        Affine coefficients ``(a, b, c, d, e, f)``.
+    block : tuple of int
+        Internal block ``(height, width)`` of the first band.
+    """
+
+    width: int
+    height: int
+    crs: str
+    transform: tuple
+    block: tuple
+
+    @classmethod
+    def from_dataset(cls, ds) -> "RasterGrid":
+        """The grid of an open rasterio dataset."""
+        block_h, block_w = ds.block_shapes[0]
+        return cls(
+            width=int(ds.width),
+            height=int(ds.height),
+            crs=ds.crs.to_string() if ds.crs else "",
+            transform=tuple(float(v) for v in tuple(ds.transform)[:6]),
+            block=(int(block_h), int(block_w)),
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict, for job manifests."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "crs": self.crs,
+            "transform": list(self.transform),
+            "block": list(self.block),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RasterGrid":
+        """Inverse of :meth:`to_dict`; raises InvalidRequest on a malformed dict."""
+        try:
+            width, height = int(data["width"]), int(data["height"])
+            crs = data["crs"]
+            transform = tuple(float(v) for v in data["transform"])
+            block = tuple(int(v) for v in data["block"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"raster grid must have width, height, crs, transform, block: {exc!r}") from None
+        if not isinstance(crs, str) or len(transform) != 6 or len(block) != 2:
+            raise InvalidRequest(f"raster grid has a bad crs, transform or block: {data!r}")
+        if width <= 0 or height <= 0 or min(block) <= 0:
+            raise InvalidRequest(f"raster grid sizes must be positive: {data!r}")
+        return cls(width, height, crs, transform, block)
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform)
+
+    def window_transform(self, window: Window) -> Affine:
+        """The transform of ``window``: this grid's transform shifted by the window's offset."""
+        a, b, c, d, e, f = self.transform
+        col, row = window.col_off, window.row_off
+        return Affine(a, b, c + a * col + b * row, d, e, f + d * col + e * row)
+
+    def contains(self, window: Window) -> bool:
+        return (
+            window.col_off >= 0
+            and window.row_off >= 0
+            and window.width > 0
+            and window.height > 0
+            and window.col_off + window.width <= self.width
+            and window.row_off + window.height <= self.height
+        )

@@ -10,8 +10,10 @@ import time
 import uuid
 
 from . import storage
-from .errors import PermanentError, TemporalMedianError
-from .jobs import JobPaths, Manifest, parse_tile_object, parse_time, isoformat, utcnow
+from .errors import PermanentError, TemporalMedianError, describe
+from .clock import isoformat, parse_time, utcnow
+from .manifest import Manifest
+from .paths import RESULT_FILES, JobPaths, parse_tile_object
 from .logs import get_logger
 from .settings import Settings
 from .storage import GsUrl
@@ -26,16 +28,13 @@ CANCELLED = "cancelled"
 BUILT = "built"
 FAILED = "failed"
 
-OUTPUTS = {"median.tif": "image/tiff", "median.vrt": "application/xml", "quicklook.png": "image/png"}
-
-
 def _job_of_object(work: GsUrl, bucket: str, name: str) -> str | None:
     """The job a finalized object may complete: one of its tiles, or fanout's resume marker."""
     parsed = parse_tile_object(work, bucket, name)
     if parsed:
         return parsed[0]
     prefix = f"{work.key.strip('/')}/" if work.key.strip("/") else ""
-    if bucket == work.bucket and name.startswith(prefix + "jobs/") and name.endswith("/resume.json"):
+    if bucket == work.bucket and name.startswith(prefix + "jobs/") and name.endswith("/" + JobPaths.RESUME):
         parts = name[len(prefix) :].split("/")
         if len(parts) == 3:
             return parts[1]
@@ -60,7 +59,7 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
         log.warning(f"object {name} belongs to no known job", extra=context)
         return IGNORED
     manifest = Manifest.from_dict(data)
-    record_url = manifest.results.join("job.json")
+    record_url = manifest.results.record
     if storage.exists(record_url):
         return ALREADY_COMPLETE
     if storage.exists(paths.cancelled):
@@ -83,22 +82,28 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
     except PermanentError as exc:
         # A retry would fail the same way (a corrupt or mismatched tile): record it for the job's
         # status and stop; posting the job again makes mosaic try again.
-        storage.put_json(paths.mosaic_error, {"error": str(exc), "code": exc.code, "time": isoformat(utcnow())})
-        storage.delete(paths.lock, if_generation=lock_generation)
+        _record_failure(paths, exc)
         log.error(f"mosaic failed permanently: {exc}", extra={**context, "code": exc.code})
         return FAILED
-    except BaseException as exc:
-        storage.put_json(
-            paths.mosaic_error,
-            {"error": str(exc) if isinstance(exc, TemporalMedianError) else f"{type(exc).__name__}: {exc}",
-             "time": isoformat(utcnow())},
-        )
-        # Release the lock so the retried event can take it again.
-        storage.delete(paths.lock, if_generation=lock_generation)
-        log.error(f"mosaic failed, the event will be retried: {exc}", extra=context)
+    except Exception as exc:
+        _record_failure(paths, exc)
+        log.exception(f"mosaic failed, the event will be retried: {describe(exc)}", extra=context)
         raise
+    finally:
+        # Released whatever happened (even if the error record could not be written), so a
+        # retried event, or a re-post, can take it again.
+        storage.delete(paths.lock, if_generation=lock_generation)
     storage.delete(paths.mosaic_error)
     return BUILT
+
+
+def _record_failure(paths: JobPaths, exc: BaseException) -> None:
+    """Write the mosaic's error record for the job status; best effort, the caller's error matters more."""
+    body = {"error": describe(exc), "code": getattr(exc, "code", "internal"), "time": isoformat(utcnow())}
+    try:
+        storage.put_json(paths.mosaic_error, body)
+    except TemporalMedianError as record_error:
+        log.error(f"could not record the mosaic's failure: {record_error}")
 
 
 def _take_lock(paths: JobPaths, settings: Settings) -> int | None:
@@ -121,13 +126,13 @@ def _take_lock(paths: JobPaths, settings: Settings) -> int | None:
 
 def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) -> None:
     from .assemble import build_mosaic
-    from .rasterio_io import RasterGrid, forget_remote_files, to_gdal_path
+    from .gdal import forget_remote_files, to_gdal_path
 
     # GDAL caches remote files per process; a tile replaced since an earlier attempt on this
     # instance must be read afresh.
     forget_remote_files()
     started = time.monotonic()
-    raster = RasterGrid.from_dict(manifest.raster)
+    raster = manifest.raster
     workdir = tempfile.mkdtemp(prefix=f"mosaic-{manifest.job_id}-")
     try:
         result = build_mosaic(
@@ -140,13 +145,10 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) 
             name="median",
             tile_size=manifest.grid.tile_size,
         )
-        paths_by_name = {
-            "median.tif": result.cog_path,
-            "median.vrt": result.vrt_path,
-            "quicklook.png": result.quicklook_path,
-        }
-        for name, content_type in OUTPUTS.items():
-            storage.put_file(manifest.results.join(name), paths_by_name[name], content_type)
+        results = manifest.results
+        for url, path in ((results.cog, result.cog_path), (results.vrt, result.vrt_path),
+                          (results.quicklook, result.quicklook_path)):
+            storage.put_file(url, path, RESULT_FILES[url.key.rsplit("/", 1)[-1]])
         completed = utcnow()
         record = {
             "job_id": manifest.job_id,
@@ -165,7 +167,7 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) 
             "seconds_mosaic": round(time.monotonic() - started, 3),
             "bytes_read": sum(int(info.metadata.get("bytes_read", 0) or 0) for info in tiles),
             "bytes_tiles": sum(info.size for info in tiles),
-            "outputs": {name: str(manifest.results.join(name)) for name in OUTPUTS},
+            "outputs": {name: str(results.join(name)) for name in RESULT_FILES},
             "manifest": str(paths.manifest),
         }
         # The record goes last: its presence means every output is in place.

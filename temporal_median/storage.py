@@ -5,10 +5,19 @@ from __future__ import annotations
 import json
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from .errors import InvalidRequest, StorageUnavailable, TemporalMedianError
+from .errors import (
+    InputUnreadable,
+    InvalidRequest,
+    MalformedMessage,
+    StorageRefused,
+    StorageUnavailable,
+    TemporalMedianError,
+    is_transient_status,
+)
 
 INPUT_SUFFIXES = (".tif", ".tiff")
 
@@ -54,17 +63,55 @@ def client():
         return _client
 
 
-def _translate(exc: Exception, what: str) -> TemporalMedianError:
-    """Map a client exception to ours: 5xx, 429, 403 and connection trouble are worth a retry."""
-    from google.api_core import exceptions as gexc
+def classify(exc: BaseException, what: str, url: GsUrl | None = None) -> TemporalMedianError | None:
+    """Our error for a storage client failure, as Cloud Storage reports it; None for a bug.
 
-    # 403 counts as transient: IAM grants take minutes to propagate after `terraform apply`,
-    # and a retried message ends in the dead-letter topic rather than being dropped.
-    if isinstance(exc, (gexc.ServerError, gexc.TooManyRequests, gexc.Forbidden)):
-        return StorageUnavailable(f"{what}: {exc}")
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return StorageUnavailable(f"{what}: unexpected answer {exc}")
-    return StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+    HTTP statuses go through :func:`temporal_median.errors.is_transient_status` (5xx, 429, 408,
+    and 403 while IAM propagates: StorageUnavailable); a 404 is InputUnreadable naming the
+    bucket; any other status (400, 412 of a plain write...) is StorageRefused. Connection
+    failures and timeouts are StorageUnavailable. Anything else is not a storage answer at all
+    but a bug: None, and the caller lets it propagate with its traceback.
+    """
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from requests import exceptions as req_exc
+
+    if isinstance(exc, TemporalMedianError):
+        return exc
+    if isinstance(exc, gexc.GoogleAPICallError) and exc.code is not None:
+        status = int(exc.code)
+        if is_transient_status(status):
+            return StorageUnavailable(f"{what}: HTTP {status}, worth a retry: {exc.message}")
+        if status == 404:
+            where = f" (does bucket {url.bucket} exist?)" if url is not None else ""
+            return InputUnreadable(f"{what}: not found{where}: {exc.message}")
+        return StorageRefused(f"{what}: HTTP {status}: {exc.message}")
+    if isinstance(
+        exc,
+        (
+            req_exc.ConnectionError,
+            req_exc.Timeout,
+            req_exc.ChunkedEncodingError,
+            auth_exc.TransportError,
+            gexc.RetryError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+    return None
+
+
+@contextmanager
+def _storage_call(what: str, url: GsUrl):
+    """Run a client call, raising our error for what storage answered (bugs propagate as they are)."""
+    try:
+        yield
+    except Exception as exc:
+        error = classify(exc, what, url)
+        if error is None or error is exc:
+            raise
+        raise error from exc
 
 
 def _blob(url: GsUrl):
@@ -75,12 +122,11 @@ def read_bytes(url: GsUrl) -> bytes | None:
     """The object's bytes, or None if it does not exist."""
     from google.api_core import exceptions as gexc
 
-    try:
-        return _blob(url).download_as_bytes()
-    except gexc.NotFound:
-        return None
-    except Exception as exc:  # noqa: BLE001 - mapped to our transient error
-        raise _translate(exc, f"reading {url}") from exc
+    with _storage_call(f"reading {url}", url):
+        try:
+            return _blob(url).download_as_bytes()
+        except gexc.NotFound:
+            return None
 
 
 def read_json(url: GsUrl):
@@ -91,14 +137,14 @@ def read_json(url: GsUrl):
     try:
         return json.loads(data)
     except ValueError as exc:
-        raise StorageUnavailable(f"{url} is not valid JSON: {exc}") from exc
+        # Objects are written whole: reading it again would give the same bytes.
+        raise MalformedMessage(f"{url} is not valid JSON: {exc}") from exc
 
 
 def exists(url: GsUrl) -> bool:
-    try:
+    """True if the object exists."""
+    with _storage_call(f"checking {url}", url):
         return _blob(url).exists()
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"checking {url}") from exc
 
 
 def _upload(url: GsUrl, content_type: str, *, data: bytes | None = None, path: str | None = None,
@@ -112,16 +158,17 @@ def _upload(url: GsUrl, content_type: str, *, data: bytes | None = None, path: s
     blob = _blob(url)
     if metadata:
         blob.metadata = metadata
-    try:
-        if path is not None:
-            blob.upload_from_filename(path, content_type=content_type, if_generation_match=if_generation_match)
-        else:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
-        return True
-    except gexc.PreconditionFailed:
-        return False
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"writing {url}") from exc
+    with _storage_call(f"writing {url}", url):
+        try:
+            if path is not None:
+                blob.upload_from_filename(path, content_type=content_type, if_generation_match=if_generation_match)
+            else:
+                blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
+            return True
+        except gexc.PreconditionFailed:
+            if if_generation_match is None:
+                raise  # not ours to expect: StorageRefused
+            return False
 
 
 def _json_bytes(value) -> bytes:
@@ -158,10 +205,8 @@ def put_json(url: GsUrl, value) -> None:
 
 def generation(url: GsUrl) -> int | None:
     """The object's generation, or None if it does not exist."""
-    try:
+    with _storage_call(f"reading {url}", url):
         blob = client().bucket(url.bucket).get_blob(url.key)
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"reading {url}") from exc
     return None if blob is None else blob.generation
 
 
@@ -174,13 +219,12 @@ def delete(url: GsUrl, if_generation: int | None = None) -> bool:
     """Delete an object; False if it was already gone (or had another generation)."""
     from google.api_core import exceptions as gexc
 
-    try:
-        _blob(url).delete(if_generation_match=if_generation)
-        return True
-    except (gexc.NotFound, gexc.PreconditionFailed):
-        return False
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"deleting {url}") from exc
+    with _storage_call(f"deleting {url}", url):
+        try:
+            _blob(url).delete(if_generation_match=if_generation)
+            return True
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            return False
 
 
 @dataclass(frozen=True)
@@ -194,10 +238,8 @@ class ObjectInfo:
 
 def list_objects(prefix: GsUrl) -> Iterator[ObjectInfo]:
     """Objects whose name starts with the prefix, sorted by name."""
-    try:
+    with _storage_call(f"listing {prefix}", prefix):
         blobs = list(client().list_blobs(prefix.bucket, prefix=prefix.key or None))
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"listing {prefix}") from exc
     for blob in sorted(blobs, key=lambda b: b.name):
         yield ObjectInfo(GsUrl(prefix.bucket, blob.name), int(blob.size or 0), dict(blob.metadata or {}))
 
@@ -206,10 +248,9 @@ def download_file(url: GsUrl, path: str) -> None:
     """Copy an object to a local file (written beside it, then renamed into place)."""
     tmp = f"{path}.part-{os.getpid()}"
     try:
-        _blob(url).download_to_filename(tmp)
+        with _storage_call(f"downloading {url}", url):
+            _blob(url).download_to_filename(tmp)
         os.replace(tmp, path)
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, f"downloading {url}") from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

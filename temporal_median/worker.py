@@ -8,9 +8,12 @@ import tempfile
 import time
 
 from . import storage
-from .errors import InvalidRequest, MalformedMessage, PermanentError, TemporalMedianError, TransientError
+from .errors import InvalidRequest, MalformedMessage, PermanentError, TemporalMedianError, TransientError, describe
 from .grid import TileId
-from .jobs import Delivery, JobPaths, WindowMessage, check_input_url, isoformat, utcnow
+from .clock import isoformat, utcnow
+from .messages import Delivery, WindowMessage
+from .paths import JobPaths
+from .request import check_input_url
 from .logs import get_logger
 from .settings import Settings
 from .storage import GsUrl
@@ -82,9 +85,8 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
 
 
 def _compute_and_upload(message: WindowMessage, settings: Settings):
-    from .rasterio_io import RasterGrid, compute_tile
+    from .tiles import compute_tile
 
-    expected = RasterGrid.from_dict(message.raster) if message.raster else None
     workdir = tempfile.mkdtemp(prefix=f"tile-{message.tile}-")
     try:
         path = os.path.join(workdir, f"{message.tile}.tif")
@@ -94,7 +96,7 @@ def _compute_and_upload(message: WindowMessage, settings: Settings):
             path,
             method=message.method,
             max_workers=settings.read_threads or None,
-            expected=expected,
+            expected=message.raster,
         )
         metadata = {
             "bytes_read": str(stats.bytes_read),
@@ -118,7 +120,7 @@ def _record_error(paths: JobPaths, tile: TileId, attempt: int | None, exc: BaseE
             "attempt": attempt,
             "permanent": attempt is None,
             "code": getattr(exc, "code", "internal"),
-            "error": str(exc) if isinstance(exc, TemporalMedianError) else f"{type(exc).__name__}: {exc}",
+            "error": describe(exc),
             "time": isoformat(utcnow()),
         },
     )

@@ -14,9 +14,6 @@ from temporal_median.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
 from temporal_median.methods import DEFAULT_METHOD, METHODS
 
 POLL_SECONDS = 0.5
-RESULT_FILES = ("median.tif", "quicklook.png", "job.json")
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="temporal-median run",
@@ -160,12 +157,14 @@ def main(argv=None) -> int:
 def copy_results(results_url: str, output: str) -> list[str]:
     """Download the job's results from the (emulated) results bucket into a local directory."""
     from temporal_median import storage
+    from temporal_median.paths import ResultPaths
 
     os.makedirs(output, exist_ok=True)
-    base = storage.GsUrl.parse(results_url)
+    results = ResultPaths(storage.GsUrl.parse(results_url))
     copied = []
-    for name in RESULT_FILES:
-        target = os.path.join(output, name)
-        storage.download_file(base.join(name), target)
+    # Not the VRT: it points at tiles in the work bucket.
+    for url in (results.cog, results.quicklook, results.record):
+        target = os.path.join(output, url.key.rsplit("/", 1)[-1])
+        storage.download_file(url, target)
         copied.append(target)
     return copied

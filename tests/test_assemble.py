@@ -12,9 +12,10 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
-from temporal_median.assemble import MosaicResult, build_mosaic, build_vrt, quicklook
+from temporal_median.assemble import MosaicResult, build_mosaic, quicklook
 from temporal_median.errors import InputMismatch, InputUnreadable
 from temporal_median.grid import Grid
+from temporal_median.vrt import build_vrt
 
 WIDTH, HEIGHT, TILE = 700, 500, 256  # neither side a multiple of the tile size
 CRS_32631 = CRS.from_epsg(32631)

@@ -13,16 +13,23 @@ import numpy as np
 import pytest
 import rasterio
 from functions_framework import create_app
-from pipeline_support import RESULTS, WORK, emulators, environment, function_env, make_series
+from pipeline_support import (
+    RESULTS,
+    WORK,
+    emulators,
+    environment,
+    function_env,
+    make_series,
+)
 
 from localcloud import subscriber_client
 from temporal_median import storage
 from temporal_median.grid import TileId
-from temporal_median.jobs import JobPaths
 from temporal_median.mosaic import handle_object
-from temporal_median.rasterio_io import compute_tile
+from temporal_median.paths import JobPaths
 from temporal_median.settings import get_settings
 from temporal_median.storage import GsUrl
+from temporal_median.tiles import compute_tile
 
 # Draining a pull subscription without waiting needs return_immediately, deprecated but served.
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated:DeprecationWarning")
@@ -170,11 +177,14 @@ def test_mismatched_input_is_a_400_naming_the_file_and_nothing_is_written(apps, 
         ({"inputs": "gs://tm-work/no-such-prefix/"}, 400, "no_inputs"),
         ({"inputs": "gs://tm-work/x", "method": "mean"}, 400, "invalid_request"),
         ({"inputs": "gs://tm-work/x", "tile_size": 8192}, 400, "invalid_request"),
+        ({"inputs": "gs://no-such-bucket/x/"}, 400, "input_unreadable"),
     ],
 )
 def test_bad_requests_get_json_errors_and_publish_nothing(apps, pull, body, status_code, code):
     answer = post(apps, body)
     assert (answer.status_code, answer.get_json()["error"]["code"]) == (status_code, code)
+    if "no-such-bucket" in body["inputs"]:
+        assert "no-such-bucket" in answer.get_json()["error"]["message"]
     assert pull() == []
 
 
@@ -425,3 +435,26 @@ def test_local_paths_in_messages_are_refused_where_not_allowed(apps, pull, serie
     assert answer.get_json()["outcome"] == "failed-permanently"
     assert not storage.exists(JobPaths.of(f"gs://{WORK}", "median-local").tile(TileId(0, 0)))
     assert "local paths are not allowed" in status(apps, "median-local")["failed"]["r000_c000"]["reason"]
+
+
+def test_the_mosaic_lock_is_released_even_when_the_error_record_cannot_be_written(apps, pull, series, monkeypatch):
+    from temporal_median import mosaic as mosaic_core
+    from temporal_median.errors import StorageUnavailable
+
+    complete_tiles(apps, pull, series, "mosaic-unrecorded")
+    paths = JobPaths.of(f"gs://{WORK}", "mosaic-unrecorded")
+
+    def build_fails(*args, **kwargs):
+        raise StorageUnavailable("uploading results: HTTP 503")
+
+    def record_fails(url, value):
+        raise StorageUnavailable(f"writing {url}: HTTP 503")
+
+    monkeypatch.setattr(mosaic_core, "_build", build_fails)
+    monkeypatch.setattr(mosaic_core.storage, "put_json", record_fails)
+    headers, body = finalized("jobs/mosaic-unrecorded/tiles/r000_c000.tif")
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 500  # retried
+    assert not storage.exists(paths.lock)
+    monkeypatch.undo()
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
+    assert status(apps, "mosaic-unrecorded")["state"] == "complete"

@@ -21,9 +21,9 @@ MODULES = {
 
 # The core modules each function's code paths import lazily (after main.py is loaded).
 LAZY = {
-    "fanout": ["temporal_median.rasterio_io", "google.cloud.pubsub_v1"],
-    "median": ["temporal_median.rasterio_io", "temporal_median.median"],
-    "mosaic": ["temporal_median.rasterio_io", "temporal_median.assemble"],
+    "fanout": ["temporal_median.inputs", "google.cloud.pubsub_v1"],
+    "median": ["temporal_median.tiles", "temporal_median.median"],
+    "mosaic": ["temporal_median.vrt", "temporal_median.assemble"],
 }
 
 # Blocks the given modules (and their submodules), then imports main.py as the runtime does,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,14 @@ from rio_cogeo.cogeo import cog_validate
 
 from localcloud import LocalCloud, publisher_client, subscriber_client
 from temporal_median import storage
+from temporal_median.clock import isoformat, utcnow
 from temporal_median.grid import Grid, TileId, Window
-from temporal_median.jobs import JobPaths, Manifest, isoformat, utcnow
+from temporal_median.inputs import inspect_inputs
+from temporal_median.manifest import Manifest
 from temporal_median.median import compute_median
-from temporal_median.rasterio_io import inspect_inputs, read_window
+from temporal_median.paths import JobPaths
 from temporal_median.storage import GsUrl
+from temporal_median.tiles import read_window
 
 FAST_RETRIES = {"min_backoff_seconds": 0.2, "max_backoff_seconds": 0.5}
 
@@ -169,7 +172,7 @@ def test_a_window_that_always_fails_reaches_the_dead_letter_topic(cloud, series)
         job_id=job_id,
         datasets=(series[0], "https://127.0.0.1:9/refused_TCI.tif"),
         grid=Grid(raster.width, raster.height, 4096),
-        raster=raster.to_dict(),
+        raster=raster,
         method="luminance",
         output=f"gs://{RESULTS}",
         created=isoformat(utcnow()),

@@ -5,9 +5,9 @@ import re
 import flask
 import functions_framework
 
-from temporal_median.errors import InvalidRequest, RequestTooLarge, TemporalMedianError, error_body, http_status
+from temporal_median.errors import InvalidRequest, RequestTooLarge, error_body, policy
 from temporal_median.fanout import cancel_job, job_status, start_job
-from temporal_median.jobs import JobRequest, check_job_id
+from temporal_median.request import JobRequest, check_job_id
 from temporal_median.logs import get_logger
 from temporal_median.settings import get_settings
 
@@ -44,10 +44,10 @@ def fanout(request: flask.Request):
         if request.method == "DELETE":
             return cancel_job(_job_id(request), settings), 200
         return error_body(InvalidRequest(f"{request.method} {request.path} is not supported")), 405
-    except TemporalMedianError as exc:
-        status = http_status(exc)
-        log.log(40 if status >= 500 else 30, f"request refused: {exc}", extra={"code": exc.code})
-        return error_body(exc), status
-    except Exception as exc:  # noqa: BLE001 - never leak internals to the caller
-        log.exception(f"unexpected error: {type(exc).__name__}")
-        return error_body(exc), 500
+    except Exception as exc:  # noqa: BLE001 - the policy table decides; internals never leak
+        answer = policy(exc)
+        if answer.bug:
+            log.exception(f"unexpected error: {type(exc).__name__}")
+        else:
+            log.log(40 if answer.status >= 500 else 30, f"request refused: {exc}", extra={"code": exc.code})
+        return error_body(exc), answer.status

@@ -8,8 +8,8 @@ A 2xx acknowledges; a 5xx makes Pub/Sub redeliver, up to the dead-letter topic.
 import flask
 import functions_framework
 
-from temporal_median.errors import MalformedMessage, TransientError
-from temporal_median.jobs import Delivery
+from temporal_median.errors import MalformedMessage, error_body, policy
+from temporal_median.messages import Delivery
 from temporal_median.logs import get_logger
 from temporal_median.settings import get_settings
 from temporal_median.worker import handle_delivery
@@ -30,8 +30,9 @@ def median(request: flask.Request):
         return {"outcome": "malformed", "error": str(exc)}, 200
     try:
         outcome = handle_delivery(delivery, settings)
-    except TransientError as exc:
-        return {"outcome": "retry", "error": str(exc)}, 503
-    except Exception:  # noqa: BLE001 - logged by the core; the message will be redelivered
-        return {"outcome": "retry", "error": "internal error; see the function's logs"}, 500
+    except Exception as exc:  # noqa: BLE001 - logged by the core; the policy table says retry or not
+        answer = policy(exc)
+        if not answer.retry:
+            return {"outcome": "failed", **error_body(exc)}, 200
+        return {"outcome": "retry", **error_body(exc)}, answer.status
     return {"outcome": outcome}, 200

@@ -1,0 +1,111 @@
+"""The job request fanout accepts: every field validated, a 400 naming the field otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidRequest, RequestTooLarge
+from .grid import DEFAULT_TILE_SIZE, Grid
+from .methods import DEFAULT_METHOD, check_method
+from .settings import Settings
+from .storage import INPUT_SUFFIXES, GsUrl
+
+_JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
+_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id"}
+
+
+def check_job_id(job_id) -> str:
+    """``job_id`` if it is 3 to 63 characters of a-z, 0-9 and '-', else InvalidRequest."""
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise InvalidRequest(
+            f"job_id must be 3 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit; got {job_id!r}"
+        )
+    return job_id
+
+
+def check_input_url(url, allow_local: bool) -> str:
+    """Validate one input location: gs://, https:// or (locally) an absolute path."""
+    if not isinstance(url, str) or not url or len(url) > 2048:
+        raise InvalidRequest(f"an input must be a non-empty string of at most 2048 characters, got {url!r}")
+    if url.startswith("gs://"):
+        GsUrl.parse(url)
+    elif url.startswith("https://"):
+        pass
+    elif url.startswith("/"):
+        if not allow_local:
+            raise InvalidRequest(f"local paths are not allowed here (only gs:// and https://): {url!r}")
+        if ".." in url.split("/"):
+            raise InvalidRequest(f"'..' is not allowed in {url!r}")
+    else:
+        raise InvalidRequest(
+            "inputs must be gs:// or https:// URLs" + (" or absolute paths" if allow_local else "") + f", got {url!r}"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a POST to fanout asks for, validated; the inputs are not listed yet."""
+
+    inputs: str | tuple[str, ...]
+    output: str
+    tile_size: int = DEFAULT_TILE_SIZE
+    method: str = DEFAULT_METHOD
+    job_id: str | None = None
+
+    @classmethod
+    def from_json(cls, body, settings: Settings) -> "JobRequest":
+        """Validate a decoded JSON body; raise InvalidRequest naming the bad field."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        unknown = set(body) - _REQUEST_KEYS
+        if unknown:
+            raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_REQUEST_KEYS))}")
+        if "inputs" not in body:
+            raise InvalidRequest("'inputs' is required: a gs:// prefix or a list of raster URLs")
+        inputs = body["inputs"]
+        allow_local = settings.allow_local_paths
+        if isinstance(inputs, str):
+            inputs = check_input_url(inputs, allow_local)
+            if inputs.startswith("https://"):
+                raise InvalidRequest("an https:// input cannot be listed; give an explicit list of URLs")
+        elif isinstance(inputs, list):
+            if not inputs:
+                raise InvalidRequest("'inputs' is an empty list")
+            if len(inputs) > settings.max_inputs:
+                raise RequestTooLarge(f"{len(inputs)} inputs; at most {settings.max_inputs} are allowed")
+            for url in inputs:
+                check_input_url(url, allow_local)
+                if not url.lower().endswith(INPUT_SUFFIXES):
+                    raise InvalidRequest(f"inputs must be GeoTIFFs ending in .tif or .tiff, got {url!r}")
+            if len(set(inputs)) != len(inputs):
+                raise InvalidRequest("'inputs' lists the same file twice")
+            inputs = tuple(inputs)
+        else:
+            raise InvalidRequest("'inputs' must be a gs:// prefix (string) or a list of URLs")
+        output = body.get("output", settings.results_url)
+        if not isinstance(output, str) or not output.startswith("gs://"):
+            raise InvalidRequest(f"'output' must be a gs:// location, got {output!r}")
+        GsUrl.parse(output)
+        tile_size = body.get("tile_size", DEFAULT_TILE_SIZE)
+        if not isinstance(tile_size, int) or isinstance(tile_size, bool):
+            raise InvalidRequest(f"'tile_size' must be an integer, got {tile_size!r}")
+        Grid(1, 1, tile_size)  # validates the range
+        method = check_method(body.get("method", DEFAULT_METHOD))
+        job_id = body.get("job_id")
+        if job_id is not None:
+            check_job_id(job_id)
+        return cls(inputs, output.rstrip("/"), tile_size, method, job_id)
+
+    def derive_job_id(self, datasets: tuple[str, ...]) -> str:
+        """The given job id, or one derived from the listed inputs and the parameters (idempotent POSTs)."""
+        if self.job_id:
+            return self.job_id
+        key = json.dumps(
+            {"datasets": list(datasets), "tile_size": self.tile_size, "method": self.method, "output": self.output},
+            sort_keys=True,
+        )
+        return "job-" + hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -1,0 +1,3 @@
+"""Fixtures shared by the raster tests (defined in raster_support.py): `series` and `fake_gcs`."""
+
+from raster_support import fake_gcs, series  # noqa: F401 - registered as fixtures for every test module

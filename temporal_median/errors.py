@@ -84,6 +84,12 @@ class StorageUnavailable(TransientError):
     code = "storage_unavailable"
 
 
+class MosaicBusy(TransientError):
+    """Another invocation holds a live mosaic lock: retry later (it may die before finishing)."""
+
+    code = "mosaic_busy"
+
+
 class AttemptsExhausted(PermanentError):
     """A window failed on every attempt it was allowed; the last error is in the message."""
 

@@ -13,7 +13,7 @@ from .errors import InputUnreadable, JobConflict, JobNotFound, NoInputs, Request
 from .grid import Grid, TileId
 from .clock import isoformat, parse_time, utcnow
 from .manifest import Manifest
-from .paths import JobPaths, parse_error_object
+from .paths import JobPaths, parse_attempt_object, parse_error_object
 from .request import JobRequest
 from .logs import get_logger
 from .settings import Settings
@@ -124,10 +124,12 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     storage.delete(paths.cancelled)
     done = _done_tiles(paths)
     missing = [tile for tile in grid.tile_ids() if tile not in done]
-    for info in storage.list_objects(paths.errors):
-        parsed = parse_error_object(info.url.key)
-        if parsed and parsed[0] in missing:
-            storage.delete(info.url)
+    # A re-post gives the missing windows a fresh start: no error records, a new attempt budget.
+    for prefix, parse in ((paths.errors, parse_error_object), (paths.attempts, parse_attempt_object)):
+        for info in storage.list_objects(prefix):
+            parsed = parse(info.url.key)
+            if parsed and parsed[0] in missing:
+                storage.delete(info.url)
     if not missing and not storage.exists(manifest.results.record):
         # Every tile is there but no mosaic (it was cancelled or failed): the marker's finalize
         # event makes mosaic look again.
@@ -191,8 +193,9 @@ def job_status(job_id: str, settings: Settings) -> dict:
         if not parsed or parsed[0] in done:
             continue
         tile, attempt = parsed
-        final = attempt is None or attempt >= settings.max_delivery_attempts
-        target = failed if final else retrying
+        # Only a permanent record fails a tile: median writes one when an error cannot be cured
+        # or when the window used up its TM_MAX_ATTEMPTS executions.
+        target = failed if attempt is None else retrying
         previous = target.get(str(tile))
         if previous is None or (attempt or 0) >= (previous.get("attempt") or 0):
             record = storage.read_json(info.url) or {}

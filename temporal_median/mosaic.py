@@ -6,11 +6,12 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 
 from . import storage
-from .errors import PermanentError, TemporalMedianError, describe
+from .errors import MosaicBusy, PermanentError, TemporalMedianError, describe
 from .clock import isoformat, parse_time, utcnow
 from .manifest import Manifest
 from .paths import RESULT_FILES, JobPaths, parse_tile_object
@@ -22,7 +23,6 @@ log = get_logger("temporal_median.mosaic")
 
 IGNORED = "ignored"
 WAITING = "waiting"
-LOCKED = "locked"
 ALREADY_COMPLETE = "already-complete"
 CANCELLED = "cancelled"
 BUILT = "built"
@@ -46,7 +46,7 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
 
     Objects that are not tiles (manifests, error records, locks, results) are ignored, so the
     function's own writes never loop. Races between finalize events, and redeliveries, end in
-    exactly one build: the builder holds a lock object created with ifGenerationMatch=0.
+    exactly one build: the builder holds a :class:`Lease`; the others raise MosaicBusy (retried).
     """
     work = GsUrl.parse(settings.work_url)
     job_id = _job_of_object(work, bucket, name)
@@ -71,10 +71,7 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
     if missing:
         log.debug(f"{len(expected) - len(missing)} of {len(expected)} tiles present", extra=context)
         return WAITING
-    lock_generation = _take_lock(paths, settings)
-    if lock_generation is None:
-        log.info("another invocation is building the mosaic", extra=context)
-        return LOCKED
+    lease = Lease.take(paths.lock, settings.mosaic_lock_seconds)
     try:
         if storage.exists(record_url):
             return ALREADY_COMPLETE
@@ -92,7 +89,7 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
     finally:
         # Released whatever happened (even if the error record could not be written), so a
         # retried event, or a re-post, can take it again.
-        storage.delete(paths.lock, if_generation=lock_generation)
+        lease.release()
     storage.delete(paths.mosaic_error)
     return BUILT
 
@@ -106,22 +103,64 @@ def _record_failure(paths: JobPaths, exc: BaseException) -> None:
         log.error(f"could not record the mosaic's failure: {record_error}")
 
 
-def _take_lock(paths: JobPaths, settings: Settings) -> int | None:
-    """Create the lock object; take over one older than TM_MOSAIC_LOCK_SECONDS. Its generation, or None."""
-    body = {"holder": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}", "time": isoformat(utcnow())}
-    if storage.create_json(paths.lock, body):
-        return storage.generation(paths.lock)
-    held = storage.read_json(paths.lock)
-    generation = storage.generation(paths.lock)
-    if held is None or generation is None:
-        return None  # released meanwhile: the next event retries
-    age = (utcnow() - parse_time(held.get("time", "1970-01-01T00:00:00Z"))).total_seconds()
-    if age <= settings.mosaic_lock_seconds:
-        return None
-    # A builder that died (out of memory, timeout) left a stale lock: take it over atomically.
-    if storage.replace_json_if_generation(paths.lock, body, generation):
-        return storage.generation(paths.lock)
-    return None
+class Lease:
+    """The mosaic lock, held by one invocation and renewed in the background while it builds.
+
+    The lock object is created with ifGenerationMatch=0, and renewed (rewritten with a new
+    time) every third of ``seconds`` with a generation precondition. A holder that dies (killed,
+    out of memory, past its timeout) stops renewing: after ``seconds`` the lock is stale and the
+    next event takes it over, atomically, with a generation precondition too. An event that
+    finds a live lock raises MosaicBusy, so it is redelivered rather than acknowledged: if the
+    holder then dies, that redelivery finishes the job.
+    """
+
+    def __init__(self, url: GsUrl, generation: int, body: dict, seconds: int) -> None:
+        self.url, self.generation, self.body, self.seconds = url, generation, body, seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="tm-lease", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def take(cls, url: GsUrl, seconds: int) -> "Lease":
+        """Take the lock at ``url`` (creating it, or taking over a stale one); MosaicBusy if it is live."""
+        body = {"holder": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}", "time": isoformat(utcnow())}
+        generation = storage.create_json_generation(url, body)
+        if generation is None:
+            held = storage.read_json_generation(url)
+            if held is None:
+                raise MosaicBusy(f"{url} was released meanwhile: retry")
+            value, current = held
+            renewed = value.get("time", "1970-01-01T00:00:00Z") if isinstance(value, dict) else "1970-01-01T00:00:00Z"
+            age = (utcnow() - parse_time(renewed)).total_seconds()
+            if age <= seconds:
+                holder = value.get("holder") if isinstance(value, dict) else None
+                raise MosaicBusy(f"the mosaic is being built by {holder} (lock renewed {age:.0f} s ago): retry")
+            # The holder died without releasing it: take it over atomically.
+            generation = storage.replace_json_if_generation(url, body, current)
+            if generation is None:
+                raise MosaicBusy(f"{url} was taken over by another invocation: retry")
+            log.warning(f"took over a stale mosaic lock of {value.get('holder')} (not renewed for {age:.0f} s)")
+        return cls(url, generation, body, seconds)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                generation = storage.replace_json_if_generation(self.url, {**self.body, "time": isoformat(utcnow())}, self.generation)
+            except TemporalMedianError as exc:
+                log.warning(f"could not renew the mosaic lock, will try again: {exc}")
+                continue
+            if generation is None:
+                self.lost = True
+                log.warning("the mosaic lock was taken over: another invocation builds the same results")
+                return
+            self.generation = generation
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock (if it is still ours)."""
+        self._stop.set()
+        self._thread.join()
+        storage.delete(self.url, if_generation=self.generation)
 
 
 def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) -> None:

@@ -45,6 +45,18 @@ class JobPaths:
         return self.root.join("errors", f"{tile}.{suffix}.json")
 
     @property
+    def attempts(self) -> GsUrl:
+        """Prefix of the attempt records: one per execution of a window, claimed when it starts."""
+        return GsUrl(self.work.bucket, self.root.join("attempts").key + "/")
+
+    def attempts_of(self, tile: TileId) -> GsUrl:
+        """Prefix of one tile's attempt records."""
+        return GsUrl(self.work.bucket, f"{self.attempts.key}{tile}.")
+
+    def attempt(self, tile: TileId, number: int) -> GsUrl:
+        return self.root.join("attempts", f"{tile}.{number:03d}.json")
+
+    @property
     def cancelled(self) -> GsUrl:
         return self.root.join("cancelled.json")
 
@@ -104,6 +116,7 @@ class ResultPaths:
 
 _TILE_OBJECT = re.compile(r"^(?P<prefix>.*)jobs/(?P<job>[a-z0-9][a-z0-9-]{2,62})/tiles/(?P<tile>r\d{3,}_c\d{3,})\.tif$")
 _ERROR_OBJECT = re.compile(r"^(?P<tile>r\d{3,}_c\d{3,})\.(?P<kind>permanent|attempt-(?P<attempt>\d+))\.json$")
+_ATTEMPT_OBJECT = re.compile(r"^(?P<tile>r\d{3,}_c\d{3,})\.(?P<attempt>\d{3,})\.json$")
 
 
 def parse_tile_object(work: GsUrl, bucket: str, name: str) -> tuple[str, TileId] | None:
@@ -126,3 +139,11 @@ def parse_error_object(name: str) -> tuple[TileId, int | None] | None:
         return None
     attempt = match.group("attempt")
     return TileId.parse(match.group("tile")), (None if attempt is None else int(attempt))
+
+
+def parse_attempt_object(name: str) -> tuple[TileId, int] | None:
+    """(tile id, attempt number) of an attempt record's base name."""
+    match = _ATTEMPT_OBJECT.match(name.rsplit("/", 1)[-1])
+    if not match:
+        return None
+    return TileId.parse(match.group("tile")), int(match.group("attempt"))

@@ -14,9 +14,12 @@ TM_ALLOW_LOCAL_PATHS        accept local file paths as inputs (local cloud only)
 TM_MAX_INPUTS               most inputs one job may have                          ``1000``
 TM_MAX_REQUEST_BYTES        largest fanout request body                           ``1048576``
 TM_MAX_EVENT_AGE_SECONDS    median drops events older than this                   ``86400``
-TM_MAX_DELIVERY_ATTEMPTS    the subscription's max delivery attempts: a tile      ``5``
-                            failing that often counts as failed in job status
-TM_MOSAIC_LOCK_SECONDS      a mosaic lock older than this is taken over           ``1800``
+TM_MAX_ATTEMPTS             executed attempts of a window: median counts its own  ``5``
+                            (Pub/Sub's deliveryAttempt counts refusals too, and
+                            is not always sent); after this many failures the
+                            window is recorded as failed and acknowledged
+TM_MOSAIC_LOCK_SECONDS      mosaic lock lease: renewed every third of it while    ``60``
+                            building; a lock not renewed for this long is stale
 TM_READ_THREADS             threads reading scenes concurrently; 0 = one per      ``0``
                             core for local files, 16 for gs:// and https://
 TM_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR                         ``INFO``
@@ -70,8 +73,8 @@ class Settings:
     max_inputs: int = 1000
     max_request_bytes: int = 1 << 20
     max_event_age_seconds: int = 86400
-    max_delivery_attempts: int = 5
-    mosaic_lock_seconds: int = 1800
+    max_attempts: int = 5
+    mosaic_lock_seconds: int = 60
     read_threads: int = 0
     log_level: str = "INFO"
 
@@ -101,10 +104,7 @@ class Settings:
                 "TM_MAX_EVENT_AGE_SECONDS",
                 env.get("TM_MAX_EVENT_AGE_SECONDS", str(defaults["max_event_age_seconds"])),
             ),
-            max_delivery_attempts=_int(
-                "TM_MAX_DELIVERY_ATTEMPTS",
-                env.get("TM_MAX_DELIVERY_ATTEMPTS", str(defaults["max_delivery_attempts"])),
-            ),
+            max_attempts=_int("TM_MAX_ATTEMPTS", env.get("TM_MAX_ATTEMPTS", str(defaults["max_attempts"]))),
             mosaic_lock_seconds=_int(
                 "TM_MOSAIC_LOCK_SECONDS", env.get("TM_MOSAIC_LOCK_SECONDS", str(defaults["mosaic_lock_seconds"]))
             ),

@@ -141,6 +141,25 @@ def read_json(url: GsUrl):
         raise MalformedMessage(f"{url} is not valid JSON: {exc}") from exc
 
 
+def read_json_generation(url: GsUrl) -> tuple[object, int] | None:
+    """The object parsed as JSON with the generation those bytes belong to; None if it does not
+    exist (or was replaced between the two requests: the caller sees it as gone and retries)."""
+    from google.api_core import exceptions as gexc
+
+    with _storage_call(f"reading {url}", url):
+        blob = client().bucket(url.bucket).get_blob(url.key)
+        if blob is None:
+            return None
+        try:
+            data = client().bucket(url.bucket).blob(url.key, generation=blob.generation).download_as_bytes()
+        except gexc.NotFound:
+            return None
+    try:
+        return json.loads(data), int(blob.generation)
+    except ValueError as exc:
+        raise MalformedMessage(f"{url} is not valid JSON: {exc}") from exc
+
+
 def exists(url: GsUrl) -> bool:
     """True if the object exists."""
     with _storage_call(f"checking {url}", url):
@@ -148,8 +167,8 @@ def exists(url: GsUrl) -> bool:
 
 
 def _upload(url: GsUrl, content_type: str, *, data: bytes | None = None, path: str | None = None,
-            metadata=None, if_generation_match: int | None = None) -> bool:
-    """Upload bytes or a local file; False if the generation precondition failed.
+            metadata=None, if_generation_match: int | None = None) -> int | None:
+    """Upload bytes or a local file; the new object's generation, None if the precondition failed.
 
     An object appears whole or not at all; ``if_generation_match=0`` makes the write create-only.
     """
@@ -164,11 +183,11 @@ def _upload(url: GsUrl, content_type: str, *, data: bytes | None = None, path: s
                 blob.upload_from_filename(path, content_type=content_type, if_generation_match=if_generation_match)
             else:
                 blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
-            return True
+            return int(blob.generation)
         except gexc.PreconditionFailed:
             if if_generation_match is None:
                 raise  # not ours to expect: StorageRefused
-            return False
+            return None
 
 
 def _json_bytes(value) -> bytes:
@@ -180,7 +199,7 @@ def create_bytes(url: GsUrl, data: bytes, content_type: str = "application/octet
 
     Returns True if this call created it, False if it already existed.
     """
-    return _upload(url, content_type, data=data, metadata=metadata, if_generation_match=0)
+    return _upload(url, content_type, data=data, metadata=metadata, if_generation_match=0) is not None
 
 
 def create_json(url: GsUrl, value) -> bool:
@@ -190,7 +209,7 @@ def create_json(url: GsUrl, value) -> bool:
 
 def create_file(url: GsUrl, path: str, content_type: str, metadata=None) -> bool:
     """Upload a local file only if the object does not exist; see :func:`create_bytes`."""
-    return _upload(url, content_type, path=path, metadata=metadata, if_generation_match=0)
+    return _upload(url, content_type, path=path, metadata=metadata, if_generation_match=0) is not None
 
 
 def put_file(url: GsUrl, path: str, content_type: str) -> None:
@@ -210,8 +229,14 @@ def generation(url: GsUrl) -> int | None:
     return None if blob is None else blob.generation
 
 
-def replace_json_if_generation(url: GsUrl, value, generation_: int) -> bool:
-    """Overwrite an object only if it still has ``generation_``; False if someone else changed it."""
+def create_json_generation(url: GsUrl, value) -> int | None:
+    """Create-only JSON write returning the new object's generation; None if it already existed."""
+    return _upload(url, "application/json", data=_json_bytes(value), if_generation_match=0)
+
+
+def replace_json_if_generation(url: GsUrl, value, generation_: int) -> int | None:
+    """Overwrite an object only if it still has ``generation_``: its new generation, or None if
+    someone else changed it meanwhile."""
     return _upload(url, "application/json", data=_json_bytes(value), if_generation_match=generation_)
 
 

@@ -8,11 +8,20 @@ import tempfile
 import time
 
 from . import storage
-from .errors import InvalidRequest, MalformedMessage, PermanentError, TemporalMedianError, TransientError, describe
+from .errors import (
+    AttemptsExhausted,
+    InvalidRequest,
+    MalformedMessage,
+    PermanentError,
+    TemporalMedianError,
+    TransientError,
+    describe,
+    policy,
+)
 from .grid import TileId
 from .clock import isoformat, utcnow
 from .messages import Delivery, WindowMessage
-from .paths import JobPaths
+from .paths import JobPaths, parse_attempt_object, parse_error_object
 from .request import check_input_url
 from .logs import get_logger
 from .settings import Settings
@@ -54,8 +63,9 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
     except (MalformedMessage, InvalidRequest) as exc:
         _record_malformed(delivery, MalformedMessage(str(exc)), settings)
         return FAILED
-    context = {"job_id": message.job_id, "tile": str(message.tile), "attempt": delivery.attempt}
+    context = {"job_id": message.job_id, "tile": str(message.tile), "fields": {"delivery_attempt": delivery.attempt}}
     paths = JobPaths.of(message.work, message.job_id)
+    attempt = 0
     try:
         if storage.exists(paths.cancelled):
             log.info("job cancelled: acknowledging without work", extra=context)
@@ -63,6 +73,10 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         if storage.exists(GsUrl.parse(message.destination)):
             log.info("tile exists already: redelivery acknowledged without work", extra=context)
             return ALREADY_DONE
+        attempt = _claim_attempt(paths, message.tile, delivery)
+        context["attempt"] = attempt
+        if attempt > settings.max_attempts:
+            raise AttemptsExhausted(_exhausted_reason(paths, message.tile, settings.max_attempts))
         created, stats = _compute_and_upload(message, settings)
     except PermanentError as exc:
         _record_error(paths, message.tile, None, exc)
@@ -71,10 +85,12 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
     except Exception as exc:
         # Transient or unexpected: let Pub/Sub redeliver; status learns of the attempt.
         try:
-            _record_error(paths, message.tile, delivery.attempt or 0, exc)
+            if attempt:
+                _record_error(paths, message.tile, attempt, exc)
         except TemporalMedianError:
             pass
-        log.error(f"tile failed, will be retried: {exc}", extra={**context, "code": getattr(exc, "code", "internal")})
+        log_error = log.exception if policy(exc).bug else log.error
+        log_error(f"tile failed, will be retried: {exc}", extra={**context, "code": getattr(exc, "code", "internal")})
         raise
     seconds = round(time.monotonic() - started, 3)
     log.info(
@@ -82,6 +98,42 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         extra={**context, "seconds": seconds, "fields": {"bytes_read": stats.bytes_read}},
     )
     return WRITTEN if created else ALREADY_DONE
+
+
+def _claim_attempt(paths: JobPaths, tile: TileId, delivery: Delivery) -> int:
+    """Number this execution of a window: one more than the attempts already claimed.
+
+    Pub/Sub's ``deliveryAttempt`` cannot serve: Google's emulator does not send it, and in
+    the cloud it also counts pushes Cloud Run refused (429) that never ran. The record is
+    claimed before any work, so an instance that dies mid-tile (killed, out of memory, timed
+    out) has used its attempt too; create-only, so concurrent deliveries never share a number.
+    """
+    number = sum(1 for info in storage.list_objects(paths.attempts_of(tile)) if parse_attempt_object(info.url.key)) + 1
+    record = {"message_id": delivery.message_id, "delivery_attempt": delivery.attempt, "started": isoformat(utcnow())}
+    while not storage.create_json(paths.attempt(tile, number), record):
+        number += 1
+    return number
+
+
+def _exhausted_reason(paths: JobPaths, tile: TileId, max_attempts: int) -> str:
+    """Why a window gave up: its last recorded error, and how many attempts died without one."""
+    errors = {}
+    for info in storage.list_objects(paths.errors):
+        parsed = parse_error_object(info.url.key)
+        if parsed and parsed[0] == tile and parsed[1] is not None:
+            errors[parsed[1]] = info.url
+    reason = f"{max_attempts} attempts failed (TM_MAX_ATTEMPTS)"
+    if errors:
+        last = max(errors)
+        record = storage.read_json(errors[last]) or {}
+        reason += f"; the last recorded error (attempt {last}): {record.get('error', 'unknown')}"
+    silent = max_attempts - len([n for n in errors if n <= max_attempts])
+    if silent > 0:
+        reason += (
+            f"; {silent} attempt(s) ended without an error record: the instance died "
+            "(killed, out of memory, or past its timeout)"
+        )
+    return reason
 
 
 def _compute_and_upload(message: WindowMessage, settings: Settings):

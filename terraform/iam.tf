@@ -1,5 +1,7 @@
 # Identities and least-privilege grants. Function identities get bucket- and topic-level roles
-# only; the few project-level grants are roles that exist only at project level, and each says so.
+# only; the few project-level grants are roles that exist only at project level, plus one read
+# grant of the build account limited by an IAM condition to a bucket Google creates on the first
+# deploy (see Builds); each says why.
 
 # ---- Service accounts: one per function, plus the push, trigger and build identities ----------
 
@@ -64,6 +66,13 @@ resource "google_project_service_identity" "eventarc" {
   project  = var.project_id
   service  = "eventarc.googleapis.com"
 
+  depends_on = [google_project_service.apis]
+}
+
+# The project number names the bucket Cloud Functions copies the sources to (see Builds below).
+# depends_on: on a fresh project it is read after the APIs (Resource Manager among them) are on.
+data "google_project" "this" {
+  project_id = var.project_id
   depends_on = [google_project_service.apis]
 }
 
@@ -184,6 +193,17 @@ resource "google_service_account_iam_member" "pubsub_agent_push_token_creator" {
   member             = local.pubsub_agent_member
 }
 
+# The storage trigger delivers to mosaic through a Pub/Sub push subscription that Eventarc
+# creates, with an OIDC token of the trigger account: the same Pub/Sub service agent mints it,
+# so the same grant is needed on that account in projects whose agent predates April 2021
+# (issue 11; https://cloud.google.com/eventarc/docs/roles-permissions grants it project-wide,
+# this grant is on the one account; https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions).
+resource "google_service_account_iam_member" "pubsub_agent_trigger_token_creator" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent_member
+}
+
 # ---- Invokers ---------------------------------------------------------------------------------
 # A gen2 function is served by a Cloud Run service of the same name; run.invoker on it is what
 # admits a caller.
@@ -252,15 +272,47 @@ resource "time_sleep" "service_agent_iam_propagation" {
     google_project_iam_member.gcs_agent_pubsub_publisher,
     google_project_iam_member.trigger_event_receiver,
     google_project_service_identity.pubsub,
+    google_service_account_iam_member.pubsub_agent_trigger_token_creator,
   ]
 }
 
 # ---- Builds -----------------------------------------------------------------------------------
+# Each build runs as the build account. It must read the source zip, write the image, write logs.
 
+# Our zips are uploaded here (functions.tf).
 resource "google_storage_bucket_iam_member" "build_sources_viewer" {
   bucket = google_storage_bucket.sources.name
   role   = "roles/storage.objectViewer"
   member = local.build_member
+}
+
+# ...but Cloud Functions gen2 first copies each zip into its own bucket,
+# gcf-v2-sources-<PROJECT_NUMBER>-<REGION> (https://cloud.google.com/functions/docs/building),
+# and Cloud Build fetches it from there. Without read access there every build fails with
+# "Access to bucket gcf-v2-sources-... denied. You must grant Storage Object Viewer permission"
+# (issue 11; https://github.com/hashicorp/terraform-provider-google/issues/20571, and
+# https://github.com/GoogleCloudPlatform/magic-modules/pull/11324 added the same missing grant to
+# the provider's own test). That bucket is created by the first deploy, so it cannot carry a
+# bucket-level grant before it. The provider's builder example grants storage.objectAdmin on the
+# whole project; this is narrower: objectViewer (read only), at project level but limited by an
+# IAM condition to that one bucket and its objects (Cloud Storage resource names:
+# projects/_/buckets/BUCKET and projects/_/buckets/BUCKET/objects/OBJECT,
+# https://cloud.google.com/iam/docs/conditions-resource-attributes). An exact
+# bucket name plus "/" keeps e.g. europe-west10's bucket out of a europe-west1 grant.
+resource "google_project_iam_member" "build_gcf_sources_viewer" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = local.build_member
+
+  condition {
+    title       = "gcf-v2-sources-${var.region}"
+    description = "Only the bucket Cloud Functions copies function sources to in ${var.region}."
+    expression  = "resource.name == \"projects/_/buckets/${local.gcf_sources_bucket_name}\" || resource.name.startsWith(\"projects/_/buckets/${local.gcf_sources_bucket_name}/\")"
+  }
+}
+
+locals {
+  gcf_sources_bucket_name = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
@@ -276,4 +328,28 @@ resource "google_project_iam_member" "build_log_writer" {
   project = var.project_id
   role    = "roles/logging.logWriter"
   member  = local.build_member
+}
+
+# Grants to a new service account take a while to propagate; a build started right after them
+# fails to fetch its source or push its image. The provider's own builder example waits 60 s for
+# the same reason (the time_sleep in TestAccCloudfunctions2function_cloudfunctions2BasicBuilderExample,
+# https://github.com/hashicorp/terraform-provider-google/issues/20571). Every function depends on
+# this wait (issue 11). triggers: the wait runs again when a grant is replaced by another (a new
+# build account after a name_prefix change, a renamed bucket), not on every apply.
+resource "time_sleep" "build_iam_propagation" {
+  create_duration = var.iam_propagation_wait
+
+  triggers = {
+    sources_viewer     = google_storage_bucket_iam_member.build_sources_viewer.id
+    gcf_sources_viewer = google_project_iam_member.build_gcf_sources_viewer.id
+    registry_writer    = google_artifact_registry_repository_iam_member.build_writer.id
+    log_writer         = google_project_iam_member.build_log_writer.id
+  }
+
+  depends_on = [
+    google_storage_bucket_iam_member.build_sources_viewer,
+    google_project_iam_member.build_gcf_sources_viewer,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_project_iam_member.build_log_writer,
+  ]
 }

@@ -15,9 +15,9 @@ locals {
   # Byte-code caches are rebuilt on the platform; shipping them only changes the archive hash.
   source_excludes = ["**/__pycache__", "**/*.pyc"]
 
-  # Pub/Sub delivery to median: the course's figures.
-  ack_deadline_seconds  = 600
-  max_delivery_attempts = 5
+  # Pub/Sub delivery to median: the course's ack deadline. The attempt counts are variables
+  # (median_max_attempts, push_max_delivery_attempts; see variables.tf).
+  ack_deadline_seconds = 600
 
   # The environment every function reads (temporal_median/settings.py documents each variable).
   function_env = {
@@ -27,11 +27,14 @@ locals {
     TM_RESULTS_URL           = "gs://${google_storage_bucket.results.name}"
     TM_MAX_INPUTS            = tostring(var.max_inputs)
     TM_MAX_EVENT_AGE_SECONDS = tostring(var.max_event_age_seconds)
-    # fanout's status counts a tile as failed after this many attempts: the subscription's figure.
-    TM_MAX_DELIVERY_ATTEMPTS = tostring(local.max_delivery_attempts)
-    TM_MOSAIC_LOCK_SECONDS   = tostring(var.mosaic_lock_seconds)
-    TM_READ_THREADS          = tostring(var.read_threads)
-    TM_LOG_LEVEL             = var.log_level
+    # median gives a window up after this many EXECUTED attempts (429 refusals by Cloud Run are
+    # not counted), records it as failed and acknowledges it; fanout's status reads the same
+    # figure. Below the subscription's push_max_delivery_attempts, a safety net (issue 11).
+    TM_MAX_ATTEMPTS = tostring(var.median_max_attempts)
+    # A lease: the holder renews the mosaic lock every third of this; older is stale.
+    TM_MOSAIC_LOCK_SECONDS = tostring(var.mosaic_lock_seconds)
+    TM_READ_THREADS        = tostring(var.read_threads)
+    TM_LOG_LEVEL           = var.log_level
     # GDAL: use the metadata server's credentials for gs:// (the course needed this), and do not
     # list a scene's directory on open (the inputs folder holds 216 scenes).
     CPL_MACHINE_IS_GCE           = "YES"

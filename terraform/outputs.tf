@@ -31,12 +31,12 @@ output "windows_topic" {
 }
 
 output "median_push_subscription" {
-  description = "Push subscription delivering window messages to median (600 s ack deadline, 5 attempts, then dead letter)."
+  description = "Push subscription delivering window messages to median (600 s ack deadline, backoff 10-600 s; dead letter after push_max_delivery_attempts deliveries, a safety net behind median's own median_max_attempts)."
   value       = google_pubsub_subscription.median_push.name
 }
 
 output "dead_letter_topic" {
-  description = "Topic receiving windows that failed max_delivery_attempts times."
+  description = "Topic receiving windows Pub/Sub gave up on after push_max_delivery_attempts deliveries (429 refusals included)."
   value       = google_pubsub_topic.windows_dead_letter.name
 }
 

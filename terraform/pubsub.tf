@@ -5,9 +5,9 @@
 # policy (nor the ack deadline or retry backoff) from Terraform -- open provider issues
 # https://github.com/hashicorp/terraform-provider-google/issues/25069 (cloudfunctions2 dead
 # lettering) and https://github.com/hashicorp/terraform-provider-google/issues/17697 (Eventarc
-# dead_letter_topic). The course's delivery contract (600 s ack deadline, 5 attempts, then a
-# dead-letter topic) therefore lives here, and median is an HTTP function (functions.tf) that
-# receives the standard wrapped Pub/Sub push envelope, authenticated by an OIDC token.
+# dead_letter_topic). The delivery contract (600 s ack deadline, retry backoff, dead-letter
+# topic) therefore lives here, and median is an HTTP function (functions.tf) that receives the
+# standard wrapped Pub/Sub push envelope, authenticated by an OIDC token.
 
 resource "google_pubsub_topic" "windows" {
   #checkov:skip=CKV_GCP_83:Messages are window coordinates and job IDs, not data; Google-managed encryption is enough and CMEK would add a KMS key to manage and pay for.
@@ -47,11 +47,19 @@ resource "google_pubsub_subscription" "median_push" {
     }
   }
 
+  # A safety net only (issue 11): Cloud Run answers 429 to pushes beyond max instances x
+  # concurrency, and each 429 counts as a delivery attempt, so this count is not the window's
+  # failure budget. median counts its executed attempts and gives up after
+  # TM_MAX_ATTEMPTS = median_max_attempts (validated below this figure, variables.tf).
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.windows_dead_letter.id
-    max_delivery_attempts = local.max_delivery_attempts
+    max_delivery_attempts = var.push_max_delivery_attempts
   }
 
+  # Exponential backoff between deliveries, 10 s doubling up to 600 s by default: with 100
+  # attempts a window refused every time is retried for sum(min(600, 10 x 2^(k-1)), k = 1..99)
+  # = 56,430 s, about 15.7 hours, before the safety net fires; the message is retained 24 h
+  # (max_event_age_seconds), so it is dead-lettered rather than silently expired.
   retry_policy {
     minimum_backoff = "${var.push_min_backoff_seconds}s"
     maximum_backoff = "${var.push_max_backoff_seconds}s"
@@ -80,7 +88,9 @@ resource "google_pubsub_subscription" "median_push" {
   ]
 }
 
-# Failed windows land here after 5 attempts. Inspect with
+# Windows Pub/Sub gave up on (push_max_delivery_attempts deliveries, 429 refusals included) land
+# here; windows median gave up on (median_max_attempts executed failures) are recorded as failed
+# in the work bucket and acknowledged instead. Inspect with
 #   gcloud pubsub subscriptions pull <dead_letter_subscription> --limit 10
 # and replay by publishing the same data and attributes to the windows topic.
 resource "google_pubsub_subscription" "dead_letter_pull" {

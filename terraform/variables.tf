@@ -132,18 +132,35 @@ variable "fanout_max_instances" {
 
 variable "median_memory" {
   type        = string
-  description = "Memory of one median worker. One 216 x 1024 x 1024 window peaks below 1 GiB RSS, so 2Gi (the course's figure) leaves headroom."
+  description = "Memory of one median worker. One 216 x 1024 x 1024 window peaks below 1 GiB RSS, so 2Gi (the course's figure) leaves headroom. Must suit median_cpu (see the validation below)."
   default     = "2Gi"
 
   validation {
     condition     = contains(["1Gi", "2Gi", "4Gi", "8Gi", "16Gi"], var.median_memory)
     error_message = "median_memory must be one of 1Gi, 2Gi, 4Gi, 8Gi, 16Gi."
   }
+
+  # Memory and CPU are checked together: Cloud Run refuses some pairs only at apply time, after
+  # the builds ran. Its table (https://cloud.google.com/run/docs/configuring/services/cpu and
+  # https://cloud.google.com/run/docs/configuring/services/memory-limits): 1 vCPU takes up to
+  # 4 GiB, 2 vCPU up to 8 GiB, 4 vCPU 2-16 GiB, 6 vCPU 4-24 GiB, 8 vCPU 4-32 GiB; that is, memory
+  # at most 4 GiB per vCPU, and at least 2 GiB from 4 vCPU and 4 GiB from 6 vCPU. Fractional
+  # CPUs (< 1) are not offered: they need the first-generation execution environment and
+  # concurrency 1, and allow at most 1 GiB. A rule naming another variable needs Terraform >= 1.9
+  # (versions.tf). try(): a malformed value is reported by the rules above, not twice.
+  validation {
+    condition = try(
+      tonumber(trimsuffix(trimsuffix(var.median_memory, "Gi"), "Mi")) / (endswith(var.median_memory, "Mi") ? 1024 : 1) <= 4 * tonumber(var.median_cpu) &&
+      tonumber(trimsuffix(trimsuffix(var.median_memory, "Gi"), "Mi")) / (endswith(var.median_memory, "Mi") ? 1024 : 1) >= lookup({ "4" = 2, "6" = 4, "8" = 4 }, var.median_cpu, 0),
+      true,
+    )
+    error_message = "median_memory and median_cpu do not fit together: Cloud Run allows at most 4 GiB per vCPU (more than 4Gi needs median_cpu >= 2, more than 8Gi needs >= 4) and at least 2Gi with 4 vCPU, 4Gi with 8 vCPU."
+  }
 }
 
 variable "median_cpu" {
   type        = string
-  description = "vCPUs of one median worker (Cloud Run needs at least 2 above 4Gi and 4 above 8Gi)."
+  description = "vCPUs of one median worker. Checked together with median_memory: Cloud Run needs at least 2 vCPU above 4Gi and 4 above 8Gi, and at least 2Gi with 4 vCPU, 4Gi with 8."
   default     = "1"
 
   validation {
@@ -187,18 +204,28 @@ variable "median_timeout_seconds" {
 
 variable "mosaic_memory" {
   type        = string
-  description = "Memory of the mosaic function, which writes the full-granule COG (10980 x 10980 x 3 bytes, about 362 MB raw) and its quicklook."
+  description = "Memory of the mosaic function, which writes the full-granule COG (10980 x 10980 x 3 bytes, about 362 MB raw) and its quicklook. Must suit mosaic_cpu."
   default     = "4Gi"
 
   validation {
     condition     = contains(["2Gi", "4Gi", "8Gi", "16Gi"], var.mosaic_memory)
     error_message = "mosaic_memory must be one of 2Gi, 4Gi, 8Gi, 16Gi."
   }
+
+  # The same Cloud Run memory/CPU table as median_memory's (see there).
+  validation {
+    condition = try(
+      tonumber(trimsuffix(trimsuffix(var.mosaic_memory, "Gi"), "Mi")) / (endswith(var.mosaic_memory, "Mi") ? 1024 : 1) <= 4 * tonumber(var.mosaic_cpu) &&
+      tonumber(trimsuffix(trimsuffix(var.mosaic_memory, "Gi"), "Mi")) / (endswith(var.mosaic_memory, "Mi") ? 1024 : 1) >= lookup({ "4" = 2, "6" = 4, "8" = 4 }, var.mosaic_cpu, 0),
+      true,
+    )
+    error_message = "mosaic_memory and mosaic_cpu do not fit together: Cloud Run allows at most 4 GiB per vCPU (more than 4Gi needs mosaic_cpu >= 2, more than 8Gi needs >= 4) and at least 2Gi with 4 vCPU, 4Gi with 8 vCPU."
+  }
 }
 
 variable "mosaic_cpu" {
   type        = string
-  description = "vCPUs of the mosaic function (COG compression uses them)."
+  description = "vCPUs of the mosaic function (COG compression uses them). Checked together with mosaic_memory, as median_cpu is."
   default     = "2"
 
   validation {
@@ -220,12 +247,12 @@ variable "mosaic_max_instances" {
 
 variable "mosaic_lock_seconds" {
   type        = number
-  description = "TM_MOSAIC_LOCK_SECONDS: a mosaic lock older than this is taken over. Must exceed mosaic's 540 s timeout, so a running mosaic is never robbed of its lock."
-  default     = 1800
+  description = "TM_MOSAIC_LOCK_SECONDS: the mosaic lock is a lease. Its holder renews it every third of this time; a lock not renewed for this long is stale and another mosaic takes it over. Short enough that a crashed mosaic blocks its job for about a minute, long enough for a few missed renewals."
+  default     = 60
 
   validation {
-    condition     = var.mosaic_lock_seconds >= 600 && var.mosaic_lock_seconds <= 86400 && floor(var.mosaic_lock_seconds) == var.mosaic_lock_seconds
-    error_message = "mosaic_lock_seconds must be a whole number between 600 (above mosaic's 540 s timeout) and 86400."
+    condition     = var.mosaic_lock_seconds >= 30 && var.mosaic_lock_seconds <= 540 && floor(var.mosaic_lock_seconds) == var.mosaic_lock_seconds
+    error_message = "mosaic_lock_seconds must be a whole number between 30 and 540 (mosaic's timeout)."
   }
 }
 
@@ -295,6 +322,41 @@ variable "push_max_backoff_seconds" {
   }
 }
 
+# Delivery of windows to median. Cloud Run answers 429 to pushes beyond max instances x
+# concurrency, and each 429 counts as a Pub/Sub delivery attempt, so the subscription's attempt
+# count says nothing about how often a window was really computed. median therefore counts its
+# own executed attempts (records in the work bucket): after median_max_attempts executed
+# failures it records the window as failed and acknowledges it (issue 11). The subscription's
+# dead letter is only a safety net, at Pub/Sub's maximum of 100 attempts (DeadLetterPolicy
+# allows 5-100: https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#DeadLetterPolicy).
+variable "median_max_attempts" {
+  type        = number
+  description = "TM_MAX_ATTEMPTS: executed attempts of one window (refused 429 pushes not counted) after which median records the window as failed and acknowledges it; job status counts the tile as failed."
+  default     = 5
+
+  validation {
+    condition     = var.median_max_attempts >= 1 && var.median_max_attempts <= 20 && floor(var.median_max_attempts) == var.median_max_attempts
+    error_message = "median_max_attempts must be a whole number between 1 and 20."
+  }
+}
+
+variable "push_max_delivery_attempts" {
+  type        = number
+  description = "Pub/Sub delivery attempts (429 refusals included) of one window before the push subscription dead-letters it. A safety net behind median_max_attempts, so it must be larger; 100 is Pub/Sub's maximum."
+  default     = 100
+
+  validation {
+    condition     = var.push_max_delivery_attempts >= 5 && var.push_max_delivery_attempts <= 100 && floor(var.push_max_delivery_attempts) == var.push_max_delivery_attempts
+    error_message = "push_max_delivery_attempts must be a whole number between 5 and 100 (Pub/Sub's limits)."
+  }
+
+  # Needs Terraform >= 1.9 (a rule naming another variable).
+  validation {
+    condition     = var.push_max_delivery_attempts > var.median_max_attempts
+    error_message = "push_max_delivery_attempts must exceed median_max_attempts: the dead letter is only a safety net, median gives up on a window first."
+  }
+}
+
 variable "dead_letter_retention_days" {
   type        = number
   description = "Days failed windows stay in the dead-letter subscription for inspection and replay."
@@ -308,7 +370,7 @@ variable "dead_letter_retention_days" {
 
 variable "iam_propagation_wait" {
   type        = string
-  description = "How long the first apply waits after granting roles to the new Eventarc and Pub/Sub service agents before creating the storage trigger (see iam.tf)."
+  description = "How long the first apply waits after granting roles to the build account (before the three builds) and to the new Eventarc and Pub/Sub service agents (before the storage trigger); see iam.tf."
   default     = "90s"
 
   validation {

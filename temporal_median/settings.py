@@ -20,6 +20,10 @@ TM_MAX_ATTEMPTS             executed attempts of a window: median counts its own
                             window is recorded as failed and acknowledged
 TM_MOSAIC_LOCK_SECONDS      mosaic lock lease: renewed every third of it while    ``60``
                             building; a lock not renewed for this long is stale
+TM_MEDIAN_CPU               vCPUs and memory of one median instance and of the    ``1``, ``2Gi``,
+TM_MEDIAN_MEMORY            mosaic instance, as deployed: the job record's cost   ``2``, ``4Gi``
+TM_MOSAIC_CPU               estimate prices them (temporal_median/cost.py)
+TM_MOSAIC_MEMORY
 TM_READ_THREADS             threads reading scenes concurrently; 0 = one per      ``0``
                             core for local files, 16 for gs:// and https://
 TM_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR                         ``INFO``
@@ -61,6 +65,15 @@ def _int(name: str, value: str, minimum: int = 1) -> int:
     return number
 
 
+def _memory(name: str, value: str) -> float:
+    from .cost import parse_memory_gib
+
+    try:
+        return parse_memory_gib(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of the functions; build it with :meth:`from_env`."""
@@ -77,6 +90,10 @@ class Settings:
     mosaic_lock_seconds: int = 60
     read_threads: int = 0
     log_level: str = "INFO"
+    median_cpu: float = 1.0
+    median_memory_gib: float = 2.0
+    mosaic_cpu: float = 2.0
+    mosaic_memory_gib: float = 4.0
 
     @property
     def topic_path(self) -> str:
@@ -112,6 +129,10 @@ class Settings:
                 "TM_READ_THREADS", env.get("TM_READ_THREADS", str(defaults["read_threads"])), minimum=0
             ),
             log_level=level,
+            median_cpu=_int("TM_MEDIAN_CPU", env.get("TM_MEDIAN_CPU", "1")),
+            median_memory_gib=_memory("TM_MEDIAN_MEMORY", env.get("TM_MEDIAN_MEMORY", "2Gi")),
+            mosaic_cpu=_int("TM_MOSAIC_CPU", env.get("TM_MOSAIC_CPU", "2")),
+            mosaic_memory_gib=_memory("TM_MOSAIC_MEMORY", env.get("TM_MOSAIC_MEMORY", "4Gi")),
         )
 
 

@@ -77,7 +77,7 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         context["attempt"] = attempt
         if attempt > settings.max_attempts:
             raise AttemptsExhausted(_exhausted_reason(paths, message.tile, settings.max_attempts))
-        created, stats = _compute_and_upload(message, settings)
+        created, stats = _compute_and_upload(message, settings, started)
     except PermanentError as exc:
         _record_error(paths, message.tile, None, exc)
         log.error(f"tile failed permanently: {exc}", extra={**context, "code": exc.code})
@@ -136,7 +136,7 @@ def _exhausted_reason(paths: JobPaths, tile: TileId, max_attempts: int) -> str:
     return reason
 
 
-def _compute_and_upload(message: WindowMessage, settings: Settings):
+def _compute_and_upload(message: WindowMessage, settings: Settings, started: float):
     from .tiles import compute_tile
 
     workdir = tempfile.mkdtemp(prefix=f"tile-{message.tile}-")
@@ -156,6 +156,8 @@ def _compute_and_upload(message: WindowMessage, settings: Settings):
             "seconds_read": f"{stats.seconds_read:.3f}",
             "seconds_median": f"{stats.seconds_median:.3f}",
             "seconds_write": f"{stats.seconds_write:.3f}",
+            # The whole request so far (checks, reads, median, write): what Cloud Run bills.
+            "seconds": f"{time.monotonic() - started:.3f}",
         }
         # Create-only: a concurrent delivery of the same window cannot overwrite or tear the tile.
         created = storage.create_file(GsUrl.parse(message.destination), path, "image/tiff", metadata=metadata)

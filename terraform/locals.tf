@@ -34,7 +34,12 @@ locals {
     # A lease: the holder renews the mosaic lock every third of this; older is stale.
     TM_MOSAIC_LOCK_SECONDS = tostring(var.mosaic_lock_seconds)
     TM_READ_THREADS        = tostring(var.read_threads)
-    TM_LOG_LEVEL           = var.log_level
+    # The instance sizes the job record's cost estimate prices (temporal_median/cost.py).
+    TM_MEDIAN_CPU    = var.median_cpu
+    TM_MEDIAN_MEMORY = var.median_memory
+    TM_MOSAIC_CPU    = var.mosaic_cpu
+    TM_MOSAIC_MEMORY = var.mosaic_memory
+    TM_LOG_LEVEL     = var.log_level
     # GDAL: use the metadata server's credentials for gs:// (the course needed this), and do not
     # list a scene's directory on open (the inputs folder holds 216 scenes).
     CPL_MACHINE_IS_GCE           = "YES"

@@ -414,6 +414,9 @@ def test_last_tile_builds_the_mosaic_once_even_when_events_race(apps, pull, seri
     assert apps["mosaic"].post("/", data=body, headers=headers).status_code == 200
     record = storage.read_json(GsUrl.parse(f"gs://{RESULTS}/mosaic-race/job.json"))
     assert record["tiles"] == 6 and record["width"] == WIDTH and record["bytes_read"] > 0
+    cost = record["cost_estimate"]
+    assert cost["usage"]["windows"] == 6 and cost["usage"]["scenes"] == 6 and cost["usage"]["median_seconds"] > 0
+    assert cost["usage"]["bytes_read"] == record["bytes_read"] and 0 < cost["usd_total"] < 0.01
     state = status(apps, "mosaic-race")
     assert state["state"] == "complete" and state["mosaic"]["figures"]["job_id"] == "mosaic-race"
 

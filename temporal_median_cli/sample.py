@@ -16,7 +16,9 @@ What a series holds (everything is a deterministic function of the seed):
   finds the scenes only): the luminance median of the *clean*, noise-free series, i.e. the
   same dates without clouds, fringes, shadows, haze, swath gaps or sensor noise, computed
   independently of temporal_median.median; what a perfect composite of the cloudy series
-  tends to. ``series.json``: names, dates,
+  tends to. ``items.json``: a STAC ItemCollection with one item per scene (acquisition time,
+  ``eo:cloud_cover`` of the clouds drawn, the scene as its ``visual`` asset, projection and
+  grid), what a STAC API would answer for the series. ``series.json``: names, dates,
   geometry, seed and each scene's measured cloud / shadow / nodata fractions. series.json is
   written last, so its presence means the series is complete.
 
@@ -51,7 +53,15 @@ DEFAULT_CRS = "EPSG:32631"
 DEFAULT_ORIGIN = (300000.0, 4900020.0)
 DEFAULT_PIXEL_SIZE = 10.0
 SERIES_JSON = "series.json"
+ITEMS_JSON = "items.json"
 GROUND_TRUTH = "truth/ground_truth.tif"
+#: STAC extensions the sample's items use (the versions pystac writes and reads).
+STAC_EXTENSIONS = (
+    "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+)
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _STRIP_ROWS = 256
 _GRANULE = re.compile(r"^T\d{2}[A-Z]{3}$")
 
@@ -127,6 +137,11 @@ class SeriesInfo:
     @property
     def ground_truth_path(self) -> str:
         return os.path.join(self.out_dir, self.ground_truth)
+
+    @property
+    def items_path(self) -> str:
+        """The series' STAC ItemCollection (see :func:`write_item_collection`)."""
+        return os.path.join(self.out_dir, ITEMS_JSON)
 
     def parameters(self) -> dict:
         """What determines the content: equal parameters, equal files."""
@@ -606,6 +621,8 @@ def generate_series(
             not ground_truth or os.path.exists(existing.ground_truth_path)
         ):
             log(f"{out_dir}: series already there ({len(existing.scenes)} scenes), reusing it")
+            if not os.path.exists(existing.items_path):  # a series made before items.json existed
+                write_item_collection(existing)
             return existing
         raise ValueError(f"{out_dir} already holds a different series; use --force to replace it")
     if os.path.isdir(out_dir) and not force and existing is None and any(
@@ -615,7 +632,7 @@ def generate_series(
     os.makedirs(out_dir, exist_ok=True)
     if force:
         for name in os.listdir(out_dir):
-            if name == SERIES_JSON or (name.endswith("_TCI.tif") and name.startswith("T")):
+            if name in (SERIES_JSON, ITEMS_JSON) or (name.endswith("_TCI.tif") and name.startswith("T")):
                 os.unlink(os.path.join(out_dir, name))
         if os.path.exists(os.path.join(out_dir, GROUND_TRUTH)):
             os.unlink(os.path.join(out_dir, GROUND_TRUTH))
@@ -640,12 +657,98 @@ def generate_series(
         _ground_truth(ground, doys, os.path.join(out_dir, GROUND_TRUTH), wanted.transform, crs)
     series = SeriesInfo(out_dir, granule, int(year), int(seed), width, height, crs, float(pixel_size), origin,
                         scenes=tuple(results))
+    write_item_collection(series)
     tmp = os.path.join(out_dir, f".{SERIES_JSON}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(series.to_dict(), f, indent=1)
     os.replace(tmp, os.path.join(out_dir, SERIES_JSON))
     log(f"{out_dir}: {scenes} scenes of {width} x {height} in {time.perf_counter() - started:.1f} s")
     return series
+
+
+# --------------------------------------------------------------------------------------------
+# STAC
+# --------------------------------------------------------------------------------------------
+
+
+def cloud_cover_percent(scene: SceneInfo) -> float:
+    """The scene's clouds (255) as a percentage of its valid footprint (the pixels not 0 in all
+    bands), as STAC's ``eo:cloud_cover`` means it; 100 for a scene with no valid pixel."""
+    valid = 1.0 - scene.nodata_fraction
+    if valid <= 0:
+        return 100.0
+    return round(min(100.0, 100.0 * scene.cloud_fraction / valid), 4)
+
+
+def stac_items(series: SeriesInfo) -> list[dict]:
+    """One STAC 1.1.0 item per scene of ``series``, in acquisition order.
+
+    Each has the acquisition ``datetime``; ``eo:cloud_cover`` (:func:`cloud_cover_percent`);
+    the scene as its ``visual`` asset (absolute local href, a COG) with ``proj:shape`` and
+    ``proj:transform``; ``proj:code`` and ``proj:epsg``; ``grid:code`` ``MGRS-<granule>`` (the
+    sample's granule name: a fixed code per series, no real MGRS tile); and bbox / geometry,
+    the scene's bounds in WGS84 (rasterio.warp.transform_bounds, densified edges).
+    """
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_bounds
+
+    a, _, c, _, e, f = series.transform
+    xs = (c, c + a * series.width)
+    ys = (f, f + e * series.height)
+    west, south, east, north = (
+        round(v, 7)
+        for v in transform_bounds(CRS.from_user_input(series.crs), "EPSG:4326", min(xs), min(ys), max(xs), max(ys),
+                                  densify_pts=21)
+    )
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+    }
+    crs = CRS.from_user_input(series.crs)
+    epsg = crs.to_epsg()
+    projection = {"proj:code": f"EPSG:{epsg}", "proj:epsg": epsg} if epsg else {"proj:code": None, "proj:wkt2": crs.to_wkt()}
+    items = []
+    for scene, path in zip(series.scenes, series.paths):
+        items.append({
+            "type": "Feature",
+            "stac_version": "1.1.0",
+            "stac_extensions": list(STAC_EXTENSIONS),
+            "id": scene.name.removesuffix(".tif").removesuffix("_TCI"),
+            "geometry": geometry,
+            "bbox": [west, south, east, north],
+            "properties": {
+                "datetime": scene.acquired,
+                "eo:cloud_cover": cloud_cover_percent(scene),
+                **projection,
+                "grid:code": f"MGRS-{series.granule.removeprefix('T')}",
+            },
+            "links": [],
+            "assets": {
+                "visual": {
+                    "href": os.path.abspath(path),
+                    "type": COG_MEDIA_TYPE,
+                    "title": "True colour (synthetic)",
+                    "roles": ["visual"],
+                    "proj:shape": [series.height, series.width],
+                    "proj:transform": list(series.transform),
+                },
+            },
+        })
+    return items
+
+
+def write_item_collection(series: SeriesInfo) -> str:
+    """Write ``items.json`` (a STAC ItemCollection of :func:`stac_items`) beside the scenes.
+
+    It is not a .tif, so listing the folder for inputs still finds the scenes only. Returns
+    its path.
+    """
+    path = series.items_path
+    tmp = os.path.join(series.out_dir, f".{ITEMS_JSON}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"type": "FeatureCollection", "features": stac_items(series)}, f, indent=1)
+    os.replace(tmp, path)
+    return path
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

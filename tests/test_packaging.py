@@ -17,11 +17,12 @@ MODULES = {
     "google-cloud-storage": "google.cloud.storage",
     "google-cloud-pubsub": "google.cloud.pubsub_v1",
     "cloudevents": "cloudevents",
+    "pystac-client": "pystac_client",
 }
 
 # The core modules each function's code paths import lazily (after main.py is loaded).
 LAZY = {
-    "fanout": ["temporal_median.inputs", "google.cloud.pubsub_v1"],
+    "fanout": ["temporal_median.inputs", "temporal_median.stac", "pystac_client", "google.cloud.pubsub_v1"],
     "median": ["temporal_median.tiles", "temporal_median.median"],
     "mosaic": ["temporal_median.vrt", "temporal_median.assemble"],
 }

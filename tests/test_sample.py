@@ -15,7 +15,12 @@ from rio_cogeo.cogeo import cog_validate
 from temporal_median.grid import Grid
 from temporal_median.median import compute_median
 from temporal_median_cli import sample
-from temporal_median_cli.sample import PROFILES, SeriesInfo, acquisition_times, generate_series
+from temporal_median_cli.sample import (
+    PROFILES,
+    SeriesInfo,
+    acquisition_times,
+    generate_series,
+)
 
 NAME = re.compile(r"^T31TCJ_(2023\d{4}T\d{6})_TCI\.tif$")
 
@@ -54,7 +59,7 @@ def test_names_are_sorted_in_acquisition_order(year_series):
     assert {(t.timetuple().tm_yday - 1) * 10 // 365 for t in stamps} == set(range(10))
     assert len({t.date() for t in stamps}) == 36
     # Only the scenes are .tif files directly in the folder: a listing for inputs finds them alone.
-    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["series.json", "truth"])
+    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["items.json", "series.json", "truth"])
     assert os.listdir(os.path.join(year_series.out_dir, "truth")) == ["ground_truth.tif"]
 
 
@@ -88,6 +93,78 @@ def test_series_json_describes_the_series(year_series):
     assert data["crs"] == "EPSG:32631" and data["transform"] == [10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0]
     assert [s["name"] for s in data["scenes"]] == [s.name for s in year_series.scenes]
     assert SeriesInfo.load(year_series.out_dir) == year_series
+
+
+def load_items(series: SeriesInfo) -> list[dict]:
+    with open(series.items_path, encoding="utf-8") as f:
+        collection = json.load(f)
+    assert collection["type"] == "FeatureCollection"
+    return collection["features"]
+
+
+def test_items_json_is_valid_stac(year_series):
+    """STAC 1.1.0 core schema, offline (the copy pystac ships), and the extension fields read
+    back through pystac's typed extensions (their schemas would have to be downloaded)."""
+    import pystac
+    from jsonschema import Draft7Validator
+    from pystac.extensions.eo import EOExtension
+    from pystac.extensions.grid import GridExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.validation.local_validator import get_local_schema_cache
+    from referencing import Registry, Resource
+
+    cache = get_local_schema_cache()
+    registry = Registry().with_resources([(uri, Resource.from_contents(schema)) for uri, schema in cache.items()])
+    validator = Draft7Validator(cache["https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"],
+                                registry=registry)
+    items = load_items(year_series)
+    assert len(items) == 36
+    for data, scene, path in zip(items, year_series.scenes, year_series.paths):
+        errors = [e.message for e in validator.iter_errors(data)]
+        assert not errors, errors
+        item = pystac.Item.from_dict(data)
+        assert item.id == scene.name.removesuffix("_TCI.tif")
+        assert item.datetime == dt.datetime.fromisoformat(scene.acquired)
+        projection = ProjectionExtension.ext(item)
+        assert (projection.code, projection.epsg) == ("EPSG:32631", 32631)
+        asset = item.assets["visual"]
+        assert asset.href == os.path.abspath(path) and os.path.isabs(asset.href) and os.path.exists(asset.href)
+        assert asset.media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
+        assert asset.roles == ["visual"]
+        assert ProjectionExtension.ext(asset).shape == [300, 400]
+        assert ProjectionExtension.ext(asset).transform == [10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0]
+        assert GridExtension.ext(item).code == "MGRS-31TCJ"
+        assert 0 <= EOExtension.ext(item).cloud_cover <= 100
+
+
+def test_items_json_bbox_is_the_scene_in_wgs84(year_series):
+    from rasterio.warp import transform_bounds
+
+    expected = transform_bounds("EPSG:32631", "EPSG:4326", 300000, 4900020 - 3000, 300000 + 4000, 4900020)
+    for item in load_items(year_series):
+        assert item["bbox"] == pytest.approx(list(expected), abs=1e-6)
+        ring = item["geometry"]["coordinates"][0]
+        assert ring[0] == ring[-1] and {x for x, _ in ring} == {item["bbox"][0], item["bbox"][2]}
+
+
+def test_items_json_cloud_cover_is_the_share_of_the_valid_footprint(year_series, year_stack):
+    """eo:cloud_cover: pixels at 255 over the pixels not 0 in all bands, in percent; it is what
+    temporal_median.scenes.cloud_share measures on the full-resolution scene."""
+    from temporal_median.clouds import cloud_share
+
+    for item, data in zip(load_items(year_series), year_stack):
+        cloud = (data == 255).all(axis=0).sum()
+        valid = data.any(axis=0).sum()
+        assert item["properties"]["eo:cloud_cover"] == pytest.approx(100 * cloud / valid, abs=1e-3)
+        assert item["properties"]["eo:cloud_cover"] == pytest.approx(cloud_share(data), abs=1e-3)
+
+
+def test_items_json_of_a_series_made_before_it_existed_is_written_on_reuse(tmp_path):
+    series = generate_series(str(tmp_path), scenes=2, width=40, height=30, seed=2, ground_truth=False)
+    first = load_items(series)
+    os.unlink(series.items_path)
+    again = generate_series(str(tmp_path), scenes=2, width=40, height=30, seed=2, ground_truth=False)
+    assert load_items(again) == first
 
 
 def test_recorded_fractions_match_the_pixels(year_series, year_stack):
@@ -190,7 +267,7 @@ def test_cli_writes_reuses_and_refuses_to_overwrite(tmp_path, capsys):
     args = [out, "--scenes", "3", "--width", "90", "--height", "60", "--seed", "4"]
     assert sample.main(args) == 0
     first = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
-    assert len(first) == 5  # 3 scenes, series.json, truth/
+    assert len(first) == 6  # 3 scenes, items.json, series.json, truth/
     # Same parameters: the series is reused, not rewritten.
     assert sample.main(args) == 0
     assert {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)} == first
@@ -198,7 +275,7 @@ def test_cli_writes_reuses_and_refuses_to_overwrite(tmp_path, capsys):
     assert sample.main(args[:-1] + ["5"]) == 1
     assert "--force" in capsys.readouterr().err
     assert sample.main(args[:-1] + ["5", "--force"]) == 0
-    assert SeriesInfo.load(out).seed == 5 and len(os.listdir(out)) == 5
+    assert SeriesInfo.load(out).seed == 5 and len(os.listdir(out)) == 6
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from .clock import isoformat, parse_time, utcnow
 from .manifest import Manifest
 from .paths import JobPaths, parse_attempt_object, parse_error_object
 from .request import JobRequest
+from .scenes import Scene
+from .selection import SelectionResult, select
 from .logs import get_logger
 from .settings import Settings
 from .storage import INPUT_SUFFIXES, GsUrl
@@ -68,6 +70,30 @@ def list_inputs(request: JobRequest, settings: Settings) -> tuple[str, ...]:
     return tuple(found)
 
 
+def choose_scenes(request: JobRequest, settings: Settings) -> SelectionResult:
+    """The job's scenes in acquisition order: STAC items or the listed rasters, as the request's
+    date range and cloud ceiling select them, each dropped scene with its reason.
+
+    Raises
+    ------
+    NoInputs
+        If no scene is left.
+    InvalidRequest, InputUnreadable, StorageUnavailable, RequestTooLarge
+        From the STAC source, the listing, or a cloud estimate that cannot read its scene.
+    """
+    if request.stac is not None:
+        scenes = request.stac.scenes()
+    else:
+        scenes = tuple(Scene.from_url(url) for url in list_inputs(request, settings))
+    result = select(scenes, request.selection, max_workers=settings.read_threads or None)
+    if not result.kept:
+        reasons = "; ".join(f"{d.scene.name}: {d.reason}" for d in result.dropped[:5])
+        raise NoInputs(f"no scene is left after the selection ({len(result.dropped)} dropped: {reasons})")
+    if len(result.kept) > settings.max_inputs:
+        raise RequestTooLarge(f"{len(result.kept)} scenes selected; at most {settings.max_inputs} are allowed")
+    return result
+
+
 @dataclass(frozen=True)
 class StartResult:
     """What fanout answers to a POST."""
@@ -85,6 +111,7 @@ class StartResult:
             "already_done": self.already_done,
             "method": self.manifest.method,
             "inputs": len(self.manifest.datasets),
+            "dropped": len(self.manifest.selection.get("dropped", [])),
             "status": f"/jobs/{self.manifest.job_id}",
             "manifest": str(paths.manifest),
             "tiles_location": str(paths.tiles),
@@ -100,7 +127,8 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     """
     from .inputs import inspect_inputs
 
-    datasets = list_inputs(request, settings)
+    chosen = choose_scenes(request, settings)
+    datasets = chosen.urls
     raster = inspect_inputs(list(datasets), max_workers=settings.read_threads or None)
     grid = Grid(raster.width, raster.height, request.tile_size)
     job_id = request.derive_job_id(datasets)
@@ -114,6 +142,11 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
         output=request.output,
         created=isoformat(utcnow()),
         work=str(paths.work).rstrip("/"),
+        selection={
+            "source": request.stac.to_dict() if request.stac else {"inputs": request.inputs},
+            "criteria": request.selection.to_dict(),
+            **chosen.to_dict(),
+        },
     )
     if not storage.create_json(paths.manifest, manifest.to_dict()):
         existing = Manifest.from_dict(storage.read_json(paths.manifest) or {})
@@ -235,6 +268,7 @@ def job_status(job_id: str, settings: Settings) -> dict:
         "seconds_since_created": round(elapsed, 1),
         "method": manifest.method,
         "inputs": len(manifest.datasets),
+        "scenes": manifest.selection,
         "mosaic": {
             "state": "complete" if record else ("error" if mosaic_error else "pending"),
             "error": mosaic_error,

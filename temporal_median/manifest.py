@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InvalidRequest, MalformedMessage
 from .grid import Grid, RasterGrid, TileId
@@ -26,6 +26,8 @@ class Manifest:
     output: str
     created: str
     work: str
+    #: How the scenes were chosen: source, criteria, the scenes kept and those dropped with reasons.
+    selection: dict = field(default_factory=dict)
 
     @property
     def paths(self) -> JobPaths:
@@ -48,6 +50,7 @@ class Manifest:
             "created": self.created,
             "work": self.work,
             "tiles": len(self.grid),
+            "selection": self.selection,
         }
 
     @classmethod
@@ -63,15 +66,21 @@ class Manifest:
                 output=str(data["output"]),
                 created=str(data["created"]),
                 work=str(data["work"]),
+                selection=dict(data.get("selection") or {}),
             )
         except (KeyError, TypeError, InvalidRequest) as exc:
             raise MalformedMessage(f"job manifest is missing or has a bad field: {exc}") from exc
 
     def same_job(self, other: "Manifest") -> bool:
-        """True if both describe the same computation (times aside)."""
+        """True if both describe the same computation: the same scenes, grid, method and places.
+
+        When and how the scenes were chosen does not count: two requests that select the same
+        scenes (a STAC search, or its ItemCollection with a date range) are one job.
+        """
         mine, theirs = self.to_dict(), other.to_dict()
-        mine.pop("created")
-        theirs.pop("created")
+        for key in ("created", "selection"):
+            mine.pop(key)
+            theirs.pop(key)
         return mine == theirs
 
     def message(self, tile: TileId) -> WindowMessage:

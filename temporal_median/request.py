@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InvalidRequest, RequestTooLarge
 from .grid import DEFAULT_TILE_SIZE, Grid
 from .methods import DEFAULT_METHOD, check_method
+from .selection import Selection
 from .settings import Settings
+from .stac import StacInput
 from .storage import INPUT_SUFFIXES, GsUrl
 
 _JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
-_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id"}
+_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud"}
 
 
 def check_job_id(job_id) -> str:
@@ -50,11 +52,14 @@ def check_input_url(url, allow_local: bool) -> str:
 class JobRequest:
     """What a POST to fanout asks for, validated; the inputs are not listed yet."""
 
-    inputs: str | tuple[str, ...]
+    inputs: str | tuple[str, ...] | None
     output: str
     tile_size: int = DEFAULT_TILE_SIZE
     method: str = DEFAULT_METHOD
     job_id: str | None = None
+    #: Where STAC items come from (a search, or an ItemCollection in ``inputs``), else None.
+    stac: StacInput | None = None
+    selection: Selection = field(default_factory=Selection)
 
     @classmethod
     def from_json(cls, body, settings: Settings) -> "JobRequest":
@@ -64,15 +69,26 @@ class JobRequest:
         unknown = set(body) - _REQUEST_KEYS
         if unknown:
             raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_REQUEST_KEYS))}")
-        if "inputs" not in body:
-            raise InvalidRequest("'inputs' is required: a gs:// prefix or a list of raster URLs")
-        inputs = body["inputs"]
+        if isinstance(body.get("inputs"), dict):
+            # inputs: {"stac": {...}, "asset": "visual"} is the same job as those fields at the top.
+            nested = body["inputs"]
+            if set(nested) - {"stac", "asset"} or "stac" not in nested or {"stac", "asset"} & set(body) - {"inputs"}:
+                raise InvalidRequest("'inputs' as an object must be {\"stac\": {...}, \"asset\": ...}, given once")
+            body = {**{k: v for k, v in body.items() if k != "inputs"}, **nested}
+        if "inputs" not in body and "stac" not in body:
+            raise InvalidRequest(
+                "'inputs' is required: a gs:// prefix, a list of raster URLs, or a STAC ItemCollection; "
+                "or give 'stac', a STAC API search"
+            )
         allow_local = settings.allow_local_paths
-        if isinstance(inputs, str):
+        selection = Selection.from_request(body)
+        stac = StacInput.from_request(body, allow_local=allow_local, max_items_limit=settings.max_inputs)
+        inputs = None if stac is not None else body["inputs"]
+        if stac is None and isinstance(inputs, str):
             inputs = check_input_url(inputs, allow_local)
             if inputs.startswith("https://"):
                 raise InvalidRequest("an https:// input cannot be listed; give an explicit list of URLs")
-        elif isinstance(inputs, list):
+        elif stac is None and isinstance(inputs, list):
             if not inputs:
                 raise InvalidRequest("'inputs' is an empty list")
             if len(inputs) > settings.max_inputs:
@@ -84,8 +100,8 @@ class JobRequest:
             if len(set(inputs)) != len(inputs):
                 raise InvalidRequest("'inputs' lists the same file twice")
             inputs = tuple(inputs)
-        else:
-            raise InvalidRequest("'inputs' must be a gs:// prefix (string) or a list of URLs")
+        elif stac is None:
+            raise InvalidRequest("'inputs' must be a gs:// prefix or an ItemCollection (string), or a list of URLs")
         output = body.get("output", settings.results_url)
         if not isinstance(output, str) or not output.startswith("gs://"):
             raise InvalidRequest(f"'output' must be a gs:// location, got {output!r}")
@@ -98,7 +114,7 @@ class JobRequest:
         job_id = body.get("job_id")
         if job_id is not None:
             check_job_id(job_id)
-        return cls(inputs, output.rstrip("/"), tile_size, method, job_id)
+        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection)
 
     def derive_job_id(self, datasets: tuple[str, ...]) -> str:
         """The given job id, or one derived from the listed inputs and the parameters (idempotent POSTs)."""

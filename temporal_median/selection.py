@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, time
 from .errors import (
     InvalidRequest,
 )
-from .clouds import estimate_cloud_covers
 from .scenes import Scene, isoformat_or_none, percentage
 
 #: Items named in one error message at most.
@@ -248,6 +247,8 @@ def select(scenes: Iterable[Scene], selection: Selection, *, max_workers: int | 
     InputUnreadable, StorageUnavailable
         When a scene whose cloud cover must be estimated cannot be read.
     """
+    from .clouds import estimate_cloud_covers  # GDAL: only when a scene must be read
+
     in_range, out_of_range = _split(scenes, selection.date_reason)
     if selection.max_cloud is not None:
         in_range = list(estimate_cloud_covers(in_range, max_workers=max_workers))

@@ -83,6 +83,12 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         log.error(f"tile failed permanently: {exc}", extra={**context, "code": exc.code})
         return FAILED
     except Exception as exc:
+        if attempt >= settings.max_attempts:
+            # The window's last attempt: record it as failed and acknowledge, no redelivery.
+            exhausted = AttemptsExhausted(f"{settings.max_attempts} attempts failed (TM_MAX_ATTEMPTS); the last: {describe(exc)}")
+            _record_error(paths, message.tile, None, exhausted)
+            log.error(f"tile failed on its last attempt: {describe(exc)}", extra={**context, "code": exhausted.code})
+            return FAILED
         # Transient or unexpected: let Pub/Sub redeliver; status learns of the attempt.
         try:
             if attempt:

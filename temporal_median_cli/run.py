@@ -19,11 +19,19 @@ def parse_args(argv):
         prog="temporal-median run",
         description="Compute the temporal median of a series on the local cloud and copy the results to OUTPUT.",
     )
-    parser.add_argument("input", help="a local directory of co-registered 3-band uint8 GeoTIFFs, or a gs:// prefix")
+    parser.add_argument(
+        "input",
+        help="a local directory of co-registered 3-band uint8 GeoTIFFs, a gs:// prefix, or a STAC "
+        "ItemCollection (.json: a local file, gs:// or https:// URL)",
+    )
     parser.add_argument("output", help="local directory for median.tif, quicklook.png and job.json")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help=f"window size ({MIN_TILE_SIZE}-{MAX_TILE_SIZE})")
     parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
     parser.add_argument("--job-id", default=None, help="default: derived from the inputs and parameters")
+    parser.add_argument("--start", help="first acquisition day kept, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--end", help="last acquisition day kept, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--max-cloud", type=float, help="highest cloud cover kept, percent (eo:cloud_cover, or an estimate)")
+    parser.add_argument("--asset", help="the STAC items' asset to read (default: visual); ItemCollection inputs only")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the mosaic")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 %% instead)")
     return parser.parse_args(argv)
@@ -84,9 +92,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from localcloud import LocalCloud, LocalCloudError
 
-    inputs = args.input if args.input.startswith("gs://") else os.path.abspath(args.input)
-    if not inputs.startswith("gs://") and not os.path.isdir(inputs):
-        print(f"temporal-median run: {args.input} is not a directory", file=sys.stderr)
+    remote = args.input.startswith(("gs://", "https://", "http://"))
+    inputs = args.input if remote else os.path.abspath(args.input)
+    item_collection = inputs.lower().endswith(".json")
+    if not remote and not (os.path.isdir(inputs) or (item_collection and os.path.isfile(inputs))):
+        print(f"temporal-median run: {args.input} is neither a directory nor an ItemCollection .json file", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:
@@ -99,6 +109,10 @@ def main(argv=None) -> int:
     body = {"inputs": inputs, "tile_size": args.tile_size, "method": args.method}
     if args.job_id:
         body["job_id"] = args.job_id
+    # Fanout validates them all, and answers a 400 naming the field.
+    for field, value in (("start", args.start), ("end", args.end), ("max_cloud", args.max_cloud), ("asset", args.asset)):
+        if value is not None:
+            body[field] = value
     print(f"POST {fanout}/jobs {json.dumps(body)}", file=sys.stderr)
     status_code, answer = http_json("POST", f"{fanout}/jobs", body)
     if status_code != 202:
@@ -106,7 +120,8 @@ def main(argv=None) -> int:
         return 1
     job_id = answer["job_id"]
     print(
-        f"job {job_id}: {answer['tiles']} tiles, {answer['published']} published, "
+        f"job {job_id}: {answer['inputs']} scenes ({answer.get('dropped', 0)} dropped by the selection), "
+        f"{answer['tiles']} tiles, {answer['published']} published, "
         f"{answer['already_done']} already done",
         file=sys.stderr,
     )

@@ -308,17 +308,20 @@ def test_transient_failures_are_counted_by_median_not_by_delivery_attempt(apps, 
     body["datasets"][1] = "https://127.0.0.1:9/unreachable_TCI.tif"  # nothing listens on port 9
     message = envelope(messages["r000_c000"], attempt=None)  # no deliveryAttempt, as on Google's emulator
     message["message"]["data"] = base64.b64encode(json.dumps(body).encode()).decode()
-    for attempt in (1, 2, 3):  # TM_MAX_ATTEMPTS=3 in this module
+    for attempt in (1, 2):  # TM_MAX_ATTEMPTS=3 in this module
         answer = apps["median"].post("/", data=json.dumps(message), content_type="application/json")
         assert answer.status_code == 503 and answer.get_json()["outcome"] == "retry"
         state = status(apps, "median-transient")
         assert state["retrying"]["r000_c000"]["attempt"] == attempt and state["tiles"]["failed"] == 0
-    # A fourth execution finds the budget used up: the window is failed, with its reason, and acknowledged.
+    # The third, last, attempt fails too: the window is failed, with its reason, and acknowledged.
     answer = apps["median"].post("/", data=json.dumps(message), content_type="application/json")
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "failed-permanently"
     state = status(apps, "median-transient")
     reason = state["failed"]["r000_c000"]["reason"]
     assert "3 attempts failed" in reason and "unreachable_TCI.tif" in reason and "r000_c000" not in state["retrying"]
+    # A redelivery after that (a duplicate) changes nothing.
+    answer = apps["median"].post("/", data=json.dumps(message), content_type="application/json")
+    assert answer.status_code == 200 and status(apps, "median-transient")["tiles"]["failed"] == 1
     assert state["failed"]["r000_c000"]["code"] == "attempts_exhausted"
     # A re-post gives the window a fresh budget.
     again, republished = start(apps, pull, series, job_id="median-transient")
@@ -522,3 +525,71 @@ def test_the_lease_is_renewed_while_held_and_released_after(cloud):
         Lease.take(url, seconds=1)
     lease.release()
     assert not storage.exists(url)
+
+
+# -- choosing scenes: date range, cloud ceiling, STAC ItemCollections --------------------------
+
+
+def items_json(series) -> Path:
+    return Path(series[0]).parent / "items.json"
+
+
+def scene_dates(series) -> dict[str, str]:
+    """Scene URL -> acquisition day, and cloud cover, from the series' own ItemCollection."""
+    items = json.loads(items_json(series).read_text())["features"]
+    return {i["assets"]["visual"]["href"]: (i["properties"]["datetime"][:10], i["properties"]["eo:cloud_cover"]) for i in items}
+
+
+def test_a_date_range_keeps_the_scenes_inside_and_lists_the_others_with_reasons(apps, pull, series):
+    days = sorted(day for day, _ in scene_dates(series).values())
+    start, end = days[1], days[3]
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), "tile_size": TILE, "start": start, "end": end,
+                         "job_id": "select-dates"})
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["inputs"] == 3 and answer.get_json()["dropped"] == 3
+    manifest = storage.read_json(JobPaths.of(f"gs://{WORK}", "select-dates").manifest)
+    assert [Path(u).name for u in manifest["datasets"]] == [Path(u).name for u in series[1:4]]
+    scenes = status(apps, "select-dates")["scenes"]
+    assert scenes["criteria"]["start"] == start and len(scenes["kept"]) == 3
+    reasons = {Path(d["url"]).name: d["reason"] for d in scenes["dropped"]}
+    assert reasons[Path(series[0]).name] == f"before start {start}"
+    assert reasons[Path(series[-1]).name] == f"after end {end}"
+    assert len(pull()) == 6  # every window, over the three kept scenes
+
+
+def test_an_item_collection_with_a_cloud_ceiling_keeps_the_clearer_scenes(apps, pull, series):
+    covers = {url: cover for url, (_, cover) in scene_dates(series).items()}
+    ceiling = sorted(covers.values())[3]  # keeps the four clearest
+    answer = post(apps, {"inputs": str(items_json(series)), "tile_size": TILE, "max_cloud": ceiling, "job_id": "select-clouds"})
+    assert answer.status_code == 202, answer.get_json()
+    manifest = storage.read_json(JobPaths.of(f"gs://{WORK}", "select-clouds").manifest)
+    assert manifest["datasets"] == [url for url in series if covers[url] <= ceiling]
+    dropped = status(apps, "select-clouds")["scenes"]["dropped"]
+    assert {d["url"] for d in dropped} == {url for url in series if covers[url] > ceiling}
+    assert all(d["reason"].startswith("cloud cover ") and f"> {ceiling:g}%" in d["reason"] for d in dropped)
+    assert len(pull()) == 6
+
+
+def test_a_selection_that_keeps_nothing_is_a_400_and_publishes_nothing(apps, pull, series):
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), "start": "1990-01-01", "end": "1990-12-31"})
+    assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "no_inputs"
+    assert "before start" in answer.get_json()["error"]["message"] or "after end" in answer.get_json()["error"]["message"]
+    assert pull() == []
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [({"start": "2023-13-01"}, "start"), ({"end": "yesterday"}, "end"), ({"max_cloud": 101}, "max_cloud"),
+     ({"start": "2023-06-01", "end": "2023-01-01"}, "start"), ({"asset": "visual"}, "asset")],
+)
+def test_bad_selection_fields_are_400s_naming_the_field(apps, pull, series, extra, field):
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), **extra})
+    assert answer.status_code == 400 and field in answer.get_json()["error"]["message"], answer.get_json()
+    assert pull() == []
+
+
+def test_an_unreachable_stac_api_is_a_503_naming_it_and_nothing_is_written(apps, pull):
+    answer = post(apps, {"stac": {"url": "http://127.0.0.1:9/stac", "collections": ["sentinel-2-c1-l2a"]}, "job_id": "stac-down"})
+    assert answer.status_code == 503 and "127.0.0.1:9" in answer.get_json()["error"]["message"]
+    assert storage.read_json(JobPaths.of(f"gs://{WORK}", "stac-down").manifest) is None
+    assert pull() == []

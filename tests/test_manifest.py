@@ -25,3 +25,10 @@ def test_manifest_identity_ignores_creation_time():
     assert manifest().same_job(manifest(created="2027-01-01T00:00:00Z"))
     assert not manifest().same_job(manifest(method="per-band"))
     assert Manifest.from_dict(manifest().to_dict()) == manifest()
+
+
+def test_how_the_scenes_were_chosen_does_not_make_another_job():
+    searched = manifest(selection={"source": {"stac": {"url": "https://x/v1"}}, "criteria": {"max_cloud": 40}})
+    listed = manifest(selection={"source": {"inputs": "gs://in/"}, "criteria": {}})
+    assert searched.same_job(listed)
+    assert not searched.same_job(manifest(datasets=("gs://in/a_TCI.tif",)))

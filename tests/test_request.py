@@ -59,3 +59,31 @@ def test_job_id_is_deterministic_and_depends_on_inputs_and_parameters():
     assert per_band.derive_job_id(datasets) != request.derive_job_id(datasets)
     named = JobRequest.from_json({"inputs": "gs://b/p/", "job_id": "my-job"}, SETTINGS)
     assert named.derive_job_id(datasets) == "my-job"
+
+
+def test_selection_fields_and_a_stac_search_are_part_of_the_request():
+    search = {"url": "https://earth-search.aws.element84.com/v1", "collections": ["sentinel-2-c1-l2a"],
+              "datetime": "2023-01-01/2023-12-31"}
+    top = JobRequest.from_json({"stac": search, "asset": "visual", "start": "2023-06-01", "max_cloud": 40}, SETTINGS)
+    nested = JobRequest.from_json({"inputs": {"stac": search, "asset": "visual"}, "start": "2023-06-01", "max_cloud": 40}, SETTINGS)
+    assert top == nested and top.inputs is None and top.stac.asset == "visual"
+    assert str(top.selection.start) == "2023-06-01" and top.selection.max_cloud == 40
+
+
+def test_an_item_collection_is_a_stac_input_and_a_prefix_is_not():
+    assert JobRequest.from_json({"inputs": "gs://b/series/items.json"}, SETTINGS).stac is not None
+    assert JobRequest.from_json({"inputs": "gs://b/series/"}, SETTINGS).stac is None
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"inputs": {"stac": {}, "colour": 1}}, "'inputs' as an object"),
+        ({"inputs": {"asset": "visual"}}, "'inputs' as an object"),
+        ({"inputs": "gs://b/p", "stac": {"url": "https://x/v1", "collections": ["c"]}}, "not both"),
+        ({"stac": {"url": "ftp://x/v1", "collections": ["c"]}}, "url"),
+    ],
+)
+def test_bad_stac_requests_name_the_problem(body, match):
+    with pytest.raises(InvalidRequest, match=match):
+        JobRequest.from_json(body, SETTINGS)

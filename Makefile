@@ -56,6 +56,7 @@ bench: venv
 	$(PY) bench/bench_fanout.py
 	$(PY) bench/bench_mosaic.py
 	$(PY) bench/bench_pubsub.py
+	$(PY) bench/bench_selection.py
 
 tf-check: venv
 	$(PY) terraform/checks.py

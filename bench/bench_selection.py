@@ -1,0 +1,109 @@
+"""Scene selection on the demo series: all scenes vs a cloud ceiling of 80 % and 50 %.
+
+Run: .venv/bin/python bench/bench_selection.py [--series data/sample] [--ceilings 80,50] [--tile-size 1024]
+
+For each selection, side by side in one run, over the whole series' window grid:
+
+* scenes kept and dropped (the ItemCollection's eo:cloud_cover, as fanout selects them);
+* bytes read (compressed blocks, from compute_tile's TileStats) and seconds (compute_tile over
+  every window, one after the other, as median workers would in sum);
+* the composite's distance to the ground truth: the share of valid pixels within 10 (and 20) of
+  it on every band, the same measure tests/test_sample.py uses.
+
+The series is the demo's (``make sample``: 108 x 2600 x 2200 with its items.json and
+truth/ground_truth.tif); it is generated into --series if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from temporal_median.grid import Grid  # noqa: E402
+from temporal_median.scenes import Scene  # noqa: E402
+from temporal_median.selection import Selection, select  # noqa: E402
+from temporal_median.tiles import compute_tile  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", default=str(ROOT / "data" / "sample"))
+    parser.add_argument("--ceilings", default="80,50", help="max_cloud values to compare with all scenes")
+    parser.add_argument("--tile-size", type=int, default=1024)
+    return parser.parse_args(argv)
+
+
+def ensure_series(folder: Path) -> None:
+    if (folder / "items.json").exists() and (folder / "truth" / "ground_truth.tif").exists():
+        return
+    from temporal_median_cli.sample import main as sample_main
+
+    print(f"generating the demo series in {folder} (about 20 s)", flush=True)
+    sample_main([str(folder)])
+
+
+def composite(urls: list[str], tile_size: int, workdir: str) -> tuple[np.ndarray, int, float]:
+    """The composite of ``urls`` (4, h, w), computed window by window; bytes read and seconds."""
+    with rasterio.open(urls[0]) as ds:
+        width, height = ds.width, ds.height
+    out = np.zeros((4, height, width), np.uint8)
+    bytes_read, seconds = 0, 0.0
+    for tile, window in Grid(width, height, tile_size).windows():
+        path = os.path.join(workdir, f"{tile}.tif")
+        started = time.perf_counter()
+        stats = compute_tile(urls, window, path)
+        seconds += time.perf_counter() - started
+        bytes_read += stats.bytes_read
+        with rasterio.open(path) as ds:
+            out[:, window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width] = ds.read()
+    return out, bytes_read, seconds
+
+
+def closeness(result: np.ndarray, truth: np.ndarray, within: int) -> float:
+    """Share of the truth's valid pixels where the composite is within ``within`` on every band."""
+    valid = (truth > 0).all(axis=0) & (result[3] > 0)
+    diff = np.abs(result[:3].astype(np.int16) - truth.astype(np.int16)).max(axis=0)
+    total = (truth > 0).all(axis=0).sum()
+    return float(((diff <= within) & valid).sum() / max(total, 1))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    folder = Path(args.series).resolve()
+    ensure_series(folder)
+    items = json.loads((folder / "items.json").read_text())["features"]
+    scenes = tuple(Scene.from_item(item, "visual", str(folder / "items.json")) for item in items)
+    with rasterio.open(folder / "truth" / "ground_truth.tif") as ds:
+        truth = ds.read((1, 2, 3))
+    configs = [("all scenes", Selection())] + [
+        (f"max_cloud {c}", Selection(max_cloud=float(c))) for c in args.ceilings.split(",") if c
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-selection-") as workdir:
+        for name, selection in configs:
+            chosen = select(scenes, selection)
+            result, bytes_read, seconds = composite(list(chosen.urls), args.tile_size, workdir)
+            rows.append((name, len(chosen.kept), len(chosen.dropped), bytes_read, seconds,
+                         closeness(result, truth, 10), closeness(result, truth, 20)))
+    print(f"demo series {folder} ({len(scenes)} scenes), windows of {args.tile_size}, {os.cpu_count()} cores")
+    print(f"{'selection':<14} {'kept':>5} {'dropped':>8} {'MB read':>9} {'seconds':>8} {'x all':>6} {'within 10':>10} {'within 20':>10}")
+    base_seconds = rows[0][4]
+    for name, kept, dropped, bytes_read, seconds, w10, w20 in rows:
+        print(f"{name:<14} {kept:>5} {dropped:>8} {bytes_read / 1e6:>9.1f} {seconds:>8.2f} {seconds / base_seconds:>6.2f} "
+              f"{w10:>10.1%} {w20:>10.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,6 +48,29 @@ def check_input_url(url, allow_local: bool) -> str:
     return url
 
 
+def _check_inputs(inputs, settings: Settings) -> str | tuple[str, ...]:
+    """Rasters given directly: a prefix or directory to list, or a list of GeoTIFF URLs."""
+    allow_local = settings.allow_local_paths
+    if isinstance(inputs, str):
+        inputs = check_input_url(inputs, allow_local)
+        if inputs.startswith("https://"):
+            raise InvalidRequest("an https:// input cannot be listed; give an explicit list of URLs")
+        return inputs
+    if not isinstance(inputs, list):
+        raise InvalidRequest("'inputs' must be a gs:// prefix or an ItemCollection (string), or a list of URLs")
+    if not inputs:
+        raise InvalidRequest("'inputs' is an empty list")
+    if len(inputs) > settings.max_inputs:
+        raise RequestTooLarge(f"{len(inputs)} inputs; at most {settings.max_inputs} are allowed")
+    for url in inputs:
+        check_input_url(url, allow_local)
+        if not url.lower().endswith(INPUT_SUFFIXES):
+            raise InvalidRequest(f"inputs must be GeoTIFFs ending in .tif or .tiff, got {url!r}")
+    if len(set(inputs)) != len(inputs):
+        raise InvalidRequest("'inputs' lists the same file twice")
+    return tuple(inputs)
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """What a POST to fanout asks for, validated; the inputs are not listed yet."""
@@ -80,28 +103,9 @@ class JobRequest:
                 "'inputs' is required: a gs:// prefix, a list of raster URLs, or a STAC ItemCollection; "
                 "or give 'stac', a STAC API search"
             )
-        allow_local = settings.allow_local_paths
         selection = Selection.from_request(body)
-        stac = StacInput.from_request(body, allow_local=allow_local, max_items_limit=settings.max_inputs)
-        inputs = None if stac is not None else body["inputs"]
-        if stac is None and isinstance(inputs, str):
-            inputs = check_input_url(inputs, allow_local)
-            if inputs.startswith("https://"):
-                raise InvalidRequest("an https:// input cannot be listed; give an explicit list of URLs")
-        elif stac is None and isinstance(inputs, list):
-            if not inputs:
-                raise InvalidRequest("'inputs' is an empty list")
-            if len(inputs) > settings.max_inputs:
-                raise RequestTooLarge(f"{len(inputs)} inputs; at most {settings.max_inputs} are allowed")
-            for url in inputs:
-                check_input_url(url, allow_local)
-                if not url.lower().endswith(INPUT_SUFFIXES):
-                    raise InvalidRequest(f"inputs must be GeoTIFFs ending in .tif or .tiff, got {url!r}")
-            if len(set(inputs)) != len(inputs):
-                raise InvalidRequest("'inputs' lists the same file twice")
-            inputs = tuple(inputs)
-        elif stac is None:
-            raise InvalidRequest("'inputs' must be a gs:// prefix or an ItemCollection (string), or a list of URLs")
+        stac = StacInput.from_request(body, allow_local=settings.allow_local_paths, max_items_limit=settings.max_inputs)
+        inputs = None if stac is not None else _check_inputs(body["inputs"], settings)
         output = body.get("output", settings.results_url)
         if not isinstance(output, str) or not output.startswith("gs://"):
             raise InvalidRequest(f"'output' must be a gs:// location, got {output!r}")

@@ -1,8 +1,11 @@
-"""Push throughput of the local Pub/Sub emulator vs direct POSTs to the same server, and `localcloud up` start-up time.
+"""Push throughput of the local Pub/Sub emulator, the cost of the function front end, and `localcloud up` time.
 
-Run: .venv/bin/python bench/bench_pubsub.py [--messages N]
-Both throughput figures are measured in the same run against the same functions-framework server,
-so their ratio (the emulator's overhead) is meaningful on a shared, noisy machine.
+Run: .venv/bin/python bench/bench_pubsub.py [--messages N] [--emulator builtin|google|both]
+A sink function runs as one instance with concurrency C behind its front end (Cloud Run's
+capacity model, localcloud/frontend.py). In one run, against that same instance: pushes through
+the emulator to the front end and straight to the instance's own port, and direct POSTs (no
+emulator) to both. The ratios (the front end's and the emulator's overhead) are meaningful on a
+shared, noisy machine; absolute figures much less.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("LOCALCLOUD_")}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (load on the machine does not change it much)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_count(path: Path, expected: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while (path.stat().st_size if path.exists() else 0) < expected:
@@ -60,8 +69,8 @@ def _wait_count(path: Path, expected: int, timeout: float = 300) -> None:
         time.sleep(0.01)
 
 
-def bench_push(messages: int, concurrency: int, work: Path) -> tuple[float, float]:
-    """(messages/s through the emulator, requests/s of direct POSTs) with the same concurrency."""
+def bench_push(messages: int, concurrency: int, work: Path, emulator: str, repeats: int = 3) -> dict[str, float]:
+    """Messages (or requests) per second: push via front end / to the instance, direct POSTs to both."""
     sink_py = work / "sink.py"
     sink_py.write_text(SINK)
     topology = work / "topology.toml"
@@ -71,55 +80,88 @@ project = "bench-project"
 topics = ["bench"]
 [pubsub]
 port = 0
+emulator = "{emulator}"
 [storage]
 enabled = false
 [functions.sink]
 source = "{sink_py}"
 port = 0
-workers = "cpu"
-threads = {concurrency}
+max_instances = 1
+concurrency = {concurrency}
 env = {{ SINK_FILE = "{work / 'pushed'}" }}
 """
     )
     cloud = LocalCloud.load(topology, work / "run", environ=_clean_env()).up()
     try:
         host = cloud.env()["PUBSUB_EMULATOR_HOST"]
-        url = cloud.function_url("sink")
+        front = cloud.function_url("sink")
+        (instance,) = cloud.instances("sink")
+        direct = f"http://127.0.0.1:{instance['port']}/"
         publisher, subscriber = publisher_client(host), subscriber_client(host)
-        topic = "projects/bench-project/topics/bench"
-        subscriber.create_subscription(
-            request={
-                "name": "projects/bench-project/subscriptions/bench-push",
-                "topic": topic,
-                "push_config": {"push_endpoint": url, "attributes": {"x-localcloud-max-concurrency": str(concurrency)}},
-            }
-        )
-        # Warm up both paths (connections, worker imports) before timing.
-        publisher.publish(topic, b"warm").result()
-        _wait_count(work / "pushed", 1)
-
-        began = time.perf_counter()
-        futures = [publisher.publish(topic, json.dumps({"window": i}).encode(), job="bench") for i in range(messages)]
-        for future in futures:
-            future.result()
-        _wait_count(work / "pushed", 1 + messages)
-        through_emulator = messages / (time.perf_counter() - began)
-
+        topics = {}
+        for label, url in (("push via front end", front), ("push to instance", direct)):
+            suffix = label.split()[-1]
+            topics[label] = topic = f"projects/bench-project/topics/bench-{suffix}"
+            publisher.create_topic(name=topic)
+            subscriber.create_subscription(
+                request={
+                    "name": f"projects/bench-project/subscriptions/bench-{suffix}",
+                    "topic": topic,
+                    "push_config": {"push_endpoint": url, "attributes": {"x-localcloud-max-concurrency": str(concurrency)}},
+                }
+            )
         envelope = json.dumps(
             {"message": {"data": "eyJ3aW5kb3ciOiAxfQ==", "attributes": {"job": "bench"}, "messageId": "1",
                          "publishTime": "2024-01-01T00:00:00Z"}, "subscription": "projects/bench-project/subscriptions/x"}
         ).encode()
-        http = urllib3.PoolManager(maxsize=concurrency)
+        pools = {label: urllib3.PoolManager(maxsize=concurrency) for label in ("POST via front end", "POST to instance")}
+        urls = {"POST via front end": front, "POST to instance": direct}
+        pushed = 0
 
-        def post(_: int) -> None:
-            response = http.request("POST", url, body=envelope, headers={"Content-Type": "application/json"})
-            assert response.status == 204, response.status
+        def push_rate(label: str, count: int) -> float:
+            nonlocal pushed
+            began = time.perf_counter()
+            futures = [publisher.publish(topics[label], json.dumps({"window": i}).encode(), job="bench") for i in range(count)]
+            for future in futures:
+                future.result()
+            pushed += count
+            _wait_count(work / "pushed", pushed)
+            return count / (time.perf_counter() - began)
 
-        began = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(post, range(messages)))
-        direct = messages / (time.perf_counter() - began)
-        return through_emulator, direct
+        def post_rate(label: str, count: int) -> float:
+            http, url = pools[label], urls[label]
+
+            def post(_: int) -> None:
+                response = http.request("POST", url, body=envelope, headers={"Content-Type": "application/json"})
+                assert response.status == 204, response.status
+
+            began = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(post, range(count)))
+            nonlocal pushed
+            pushed += count
+            return count / (time.perf_counter() - began)
+
+        measures = {"push via front end": push_rate, "push to instance": push_rate,
+                    "POST via front end": post_rate, "POST to instance": post_rate}
+        for label, measure in measures.items():  # warm up: connections, imports, the push window
+            measure(label, 50)
+        runs: dict[str, list[float]] = {label: [] for label in measures}
+        front_pid = next(p.pid for p in cloud.status() if p.part == "function:sink")
+        cpu = {"front end": 0.0, "instance": 0.0}
+        # Interleaved rounds, medians: the machine's load moves while we measure.
+        for _ in range(repeats):
+            for label, measure in measures.items():
+                before = (_cpu_seconds(front_pid), _cpu_seconds(instance["pid"]))
+                runs[label].append(measure(label, messages))
+                if label == "push via front end":
+                    cpu["front end"] += _cpu_seconds(front_pid) - before[0]
+                    cpu["instance"] += _cpu_seconds(instance["pid"]) - before[1]
+        results = {label: sorted(values)[len(values) // 2] for label, values in runs.items()}
+        # CPU per request, steadier than rates on a busy machine.
+        results["front end us"] = cpu["front end"] / (repeats * messages) * 1e6
+        results["instance us"] = cpu["instance"] / (repeats * messages) * 1e6
+        return results
     finally:
         cloud.down()
 
@@ -129,7 +171,8 @@ def bench_startup(work: Path, rounds: int) -> tuple[list[float], list[float]]:
     cold, warm = [], []
     for index in range(rounds):
         env = _clean_env()
-        for name in ("PUBSUB", "STORAGE", "FANOUT", "MEDIAN", "MOSAIC"):
+        env["LOCALCLOUD_PUBSUB_EMULATOR"] = "builtin"
+        for name in ("PUBSUB", "STORAGE", "EVENTARC", "FANOUT", "MEDIAN", "MOSAIC"):
             env[f"LOCALCLOUD_{name}_PORT"] = str(_free_port())
         run_dir = work / f"startup-{index}"
         command = [sys.executable, "-m", "localcloud", "up", "--run-dir", str(run_dir)]
@@ -148,22 +191,35 @@ def bench_startup(work: Path, rounds: int) -> tuple[list[float], list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=1000, help="per measurement (3 interleaved rounds each)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--emulator", choices=["builtin", "google", "both"], default="builtin")
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
+    from localcloud import google_pubsub
+
+    kinds = ["builtin", "google"] if args.emulator == "both" else [args.emulator]
+    if "google" in kinds and google_pubsub.missing():
+        print(f"Google's emulator skipped: {google_pubsub.missing()}")
+        kinds.remove("google")
     with tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp:
         work = Path(tmp)
-        for concurrency in sorted({cpus, 8}):
-            (work / f"c{concurrency}").mkdir()
-            emulated, direct = bench_push(args.messages, concurrency, work / f"c{concurrency}")
-            print(
-                f"push delivery, concurrency {concurrency:>2}: {emulated:7.0f} msg/s through the emulator "
-                f"(publish -> push -> 204), {direct:7.0f} req/s direct POSTs; ratio {emulated / direct:.2f}"
-            )
+        for kind in kinds:
+            for concurrency in sorted({cpus, 8}):
+                run = work / f"{kind}-c{concurrency}"
+                run.mkdir()
+                r = bench_push(args.messages, concurrency, run, kind)
+                print(
+                    f"{kind} emulator, concurrency {concurrency:>2}: push {r['push via front end']:6.0f} msg/s via the "
+                    f"front end, {r['push to instance']:6.0f} straight to the instance (front end costs "
+                    f"{1 - r['push via front end'] / r['push to instance']:4.0%}); direct POSTs {r['POST via front end']:6.0f} "
+                    f"req/s via the front end, {r['POST to instance']:6.0f} to the instance; push via front end / "
+                    f"direct POSTs via front end = {r['push via front end'] / r['POST via front end']:.2f}; CPU per push: "
+                    f"front end {r['front end us']:.0f} us, instance {r['instance us']:.0f} us"
+                )
         cold, warm = bench_startup(work, args.rounds)
         print(
-            f"`python -m localcloud up` (default topology, 3 function servers): cold median {sorted(cold)[len(cold) // 2]:.2f} s "
+            f"`python -m localcloud up` (default topology, 3 functions): cold median {sorted(cold)[len(cold) // 2]:.2f} s "
             f"(runs {', '.join(f'{t:.2f}' for t in cold)}); already running {sorted(warm)[len(warm) // 2]:.2f} s"
         )
 

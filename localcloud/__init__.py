@@ -1,4 +1,5 @@
-"""The local cloud: offline stand-ins for GCS, Pub/Sub and Eventarc plus real function servers (dev/test only)."""
+"""The local cloud: offline stand-ins for GCS, Pub/Sub (Google's emulator or ours) and Eventarc, plus
+function servers with Cloud Run's capacity and failure model (dev/test only)."""
 
 from .cloud import (
     LocalCloud,

@@ -1,4 +1,8 @@
-"""`python -m localcloud up|down|status|env [--topology FILE] [--run-dir DIR]`."""
+"""`python -m localcloud up|down|status|env [--topology FILE] [--run-dir DIR]`.
+
+The Pub/Sub emulator is Google's when installed, else the builtin one; LOCALCLOUD_PUBSUB_EMULATOR
+(auto, google, builtin) or the topology's ``[pubsub] emulator`` chooses. `up` says which runs.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             cloud.up()
             took = time.monotonic() - began
             print("local cloud already running" if was_running else f"local cloud up in {took:.1f} s")
+            print(cloud.describe_emulator())
             _print_status(cloud)
             print("# environment for clients (eval \"$(python -m localcloud env)\"):")
             _print_env(cloud)
@@ -50,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             stopped = cloud.down()
             print(f"local cloud down: stopped {', '.join(stopped)}" if stopped else "local cloud: nothing was running")
         elif args.command == "status":
-            return 0 if _print_status(cloud) else 3
+            running = _print_status(cloud)
+            if cloud.status():
+                print(cloud.describe_emulator())
+            return 0 if running else 3
         else:
             if not cloud.is_running():
                 print("local cloud is not running; run `python -m localcloud up`", file=sys.stderr)

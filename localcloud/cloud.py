@@ -1,11 +1,13 @@
 """LocalCloud: start, inspect and stop the emulators and function servers of one topology.
 
-``LocalCloud.load().up()`` starts, in the background and on 127.0.0.1: the Pub/Sub emulator
-(unless PUBSUB_EMULATOR_HOST already points at a running one), fake-gcs-server publishing its
-finalize notifications to it, and one functions-framework server per declared function; then it
-creates the topology's topics, buckets and subscriptions through the real google-cloud clients.
-Everything it started is recorded in ``<run_dir>/state.json`` and ``<run_dir>/pids/`` so that
-``down`` (from any process) stops exactly those processes.
+``LocalCloud.load().up()`` starts, in the background and on 127.0.0.1: a Pub/Sub emulator
+(Google's when installed, else ours, as ``[pubsub] emulator`` / LOCALCLOUD_PUBSUB_EMULATOR
+choose; none when PUBSUB_EMULATOR_HOST already points at a running one), fake-gcs-server
+publishing its notifications to it, the Eventarc adapter when a trigger needs it, and one front
+end per declared function (Cloud Run's capacity model in front of functions-framework
+instances); then it creates the topology's topics, buckets and subscriptions through the real
+google-cloud clients. Everything it started is recorded in ``<run_dir>/state.json`` and
+``<run_dir>/pids/`` so that ``down`` (from any process) stops exactly those processes.
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from . import processes
+from . import google_pubsub, processes
 from .processes import ProcessRecord
-from .push_formats import FORMAT_ATTRIBUTE
-from .push_formats import PUBSUB as PUBSUB_FORMAT
-from .topology import Function, Subscription, Topology
+from .push_formats import CLOUDEVENT, STORAGE_FINALIZED
+from .topology import EMULATOR_ENV, Function, Subscription, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = REPO_ROOT / ".localcloud"
 HOST = "127.0.0.1"
 PUBSUB = "pubsub"
 STORAGE = "storage"
-STATE_VERSION = 1
+EVENTARC = "eventarc"
+STATE_VERSION = 2
+# The front ends' own paths (localcloud/frontend.py; not imported: `python -m` runs that module).
+ADMIN_PREFIX = "/__localcloud/"
+# The Pub/Sub emulators: Google's (gcloud, Java) and ours (localcloud.pubsub_emulator).
+GOOGLE, BUILTIN, EXTERNAL = "google", "builtin", "external"
 
 
 class LocalCloudError(RuntimeError):
@@ -100,6 +106,26 @@ def _http_answers(url: str, timeout: float = 1.0) -> bool:
         return True  # any HTTP status means the server is up and routing
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when url answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def resolve_emulator(choice: str, environ: Mapping[str, str] | None = None) -> str:
+    """"google" or "builtin" for a choice of auto / google / builtin; google when not installed is an error."""
+    if choice == BUILTIN:
+        return BUILTIN
+    reason = google_pubsub.missing(dict(environ) if environ is not None else None)
+    if choice == GOOGLE and reason:
+        raise LocalCloudError(f"Google's Pub/Sub emulator was asked for ({EMULATOR_ENV} or [pubsub] emulator) "
+                              f"but cannot run: {reason}")
+    return BUILTIN if reason else GOOGLE
 
 
 def _log_tail(path: str, lines: int = 15) -> str:
@@ -206,6 +232,52 @@ class LocalCloud:
         ports = self._planned_ports(allocate=False)
         return self._env_for(ports.get(PUBSUB, 0), ports.get(STORAGE, 0), self.environ.get("PUBSUB_EMULATOR_HOST"))
 
+    @property
+    def emulator(self) -> str:
+        """Which Pub/Sub emulator serves this cloud: "google", "builtin" or "external" (one that
+        PUBSUB_EMULATOR_HOST named); for a cloud not running, the one ``up`` would start."""
+        state = self._read_state()
+        if state is not None:
+            return state.get("pubsub_emulator", BUILTIN)
+        if self.environ.get("PUBSUB_EMULATOR_HOST"):
+            return EXTERNAL
+        return resolve_emulator(self.topology.pubsub_emulator, self.environ)
+
+    def describe_emulator(self) -> str:
+        """One line saying which Pub/Sub emulator runs, for people."""
+        state = self._read_state() or {}
+        kind = self.emulator
+        if kind == GOOGLE:
+            found = google_pubsub.find(self.environ)
+            version = state.get("pubsub_emulator_version") or (found.version if found else "?")
+            return f"Pub/Sub emulator: google (Google's, `gcloud beta emulators pubsub start`, version {version})"
+        if kind == EXTERNAL:
+            return f"Pub/Sub emulator: external, at PUBSUB_EMULATOR_HOST={self.env()['PUBSUB_EMULATOR_HOST']}"
+        why = ""
+        if self.topology.pubsub_emulator == "auto":
+            why = f" (Google's is not installed: {google_pubsub.missing(self.environ)})" if google_pubsub.missing(self.environ) else ""
+        return f"Pub/Sub emulator: builtin (localcloud.pubsub_emulator){why}"
+
+    def instances(self, name: str) -> list[dict]:
+        """The instances of a running function: pid, state (starting/ready/dead), in_flight, served.
+
+        A test can kill -9 the pid of one with ``in_flight`` > 0 to lose an instance mid-request.
+        """
+        url = self.function_url(name).rstrip("/") + ADMIN_PREFIX + "instances"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())["instances"]
+
+    def busy_pids(self, name: str) -> list[int]:
+        """Pids of a function's instances serving a request right now."""
+        return [i["pid"] for i in self.instances(name) if i["in_flight"] > 0 and i["state"] == "ready"]
+
+    def eventarc_url(self) -> str:
+        """http://127.0.0.1:PORT of the running Eventarc adapter (see localcloud.eventarc.endpoint_url)."""
+        state = self._read_state()
+        if state is None or EVENTARC not in state["urls"]:
+            raise LocalCloudError("no Eventarc adapter runs: the cloud is down or its topology has no trigger")
+        return state["urls"][EVENTARC]
+
     def function_url(self, name: str) -> str:
         """http://127.0.0.1:PORT/ of a declared function's server."""
         self.topology.function(name)
@@ -240,6 +312,8 @@ class LocalCloud:
         wanted: dict[str, tuple[int, str]] = {PUBSUB: (self.topology.pubsub_port, "LOCALCLOUD_PUBSUB_PORT")}
         if self.topology.storage_enabled:
             wanted[STORAGE] = (self.topology.storage_port, "LOCALCLOUD_STORAGE_PORT")
+        if self.topology.uses_eventarc:
+            wanted[EVENTARC] = (self.topology.eventarc_port, "LOCALCLOUD_EVENTARC_PORT")
         for function in self.topology.functions:
             wanted[f"function:{function.name}"] = (function.port, function.port_env_var)
         ports = {}
@@ -275,6 +349,9 @@ class LocalCloud:
             host, _, port_text = external.rpartition(":")
             if not port_text.isdigit() or not processes.answers_tcp(host or HOST, int(port_text)):
                 raise LocalCloudError(f"PUBSUB_EMULATOR_HOST={external} is set but no emulator answers there")
+            kind = EXTERNAL
+        else:
+            kind = resolve_emulator(topology.pubsub_emulator, self.environ)
         ports = self._planned_ports(allocate=True)
         if external:
             ports.pop(PUBSUB)
@@ -285,15 +362,10 @@ class LocalCloud:
         urls: dict[str, str] = {}
         deadline = time.monotonic() + timeout
         base_env = {k: v for k, v in self.environ.items() if not k.startswith("LOCALCLOUD_")}
+        google = google_pubsub.find(self.environ) if kind == GOOGLE else None
         try:
-            if not external:
-                started[PUBSUB] = processes.spawn(
-                    PUBSUB,
-                    [sys.executable, "-m", "localcloud.pubsub_emulator", "--host", HOST, "--port", ports[PUBSUB],
-                     "--default-concurrency", topology.default_concurrency,
-                     "--log-level", self.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO")],
-                    {**base_env, "PYTHONPATH": _pythonpath(base_env)}, logs / "pubsub.log", self.run_dir, ports[PUBSUB],
-                )
+            if kind != EXTERNAL:
+                started[PUBSUB] = self._spawn_pubsub(kind, google, ports[PUBSUB], base_env, logs)
                 urls[PUBSUB] = pubsub_host
             # Function servers only need the emulators' addresses, known already: start them now so
             # their (slow) imports overlap the emulators' start-up.
@@ -301,9 +373,17 @@ class LocalCloud:
                 part = f"function:{function.name}"
                 started[part] = self._spawn_function(function, ports[part], {**base_env, **env}, logs)
                 urls[part] = f"http://{HOST}:{ports[part]}/"
-            if not external:
+            if EVENTARC in ports:
+                started[EVENTARC] = processes.spawn(
+                    EVENTARC,
+                    [sys.executable, "-m", "localcloud.eventarc", "--host", HOST, "--port", ports[EVENTARC],
+                     "--log-level", self.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO")],
+                    {**base_env, "PYTHONPATH": _pythonpath(base_env)}, logs / "eventarc.log", self.run_dir, ports[EVENTARC],
+                )
+                urls[EVENTARC] = f"http://{HOST}:{ports[EVENTARC]}"
+            if kind != EXTERNAL:
                 self._wait(started[PUBSUB], lambda: processes.answers_tcp(HOST, ports[PUBSUB]), deadline)
-            self._create_topics(pubsub_host)
+            self._create_topics(pubsub_host, deadline)
             if topology.storage_enabled:
                 started[STORAGE] = self._spawn_storage(ports[STORAGE], {**base_env, **env}, logs)
                 urls[STORAGE] = env["STORAGE_EMULATOR_HOST"]
@@ -311,10 +391,13 @@ class LocalCloud:
                     started[STORAGE], lambda: _http_answers(f"{urls[STORAGE]}/storage/v1/b?project={topology.project}"), deadline
                 )
                 self._create_buckets(urls[STORAGE])
+            if EVENTARC in started:
+                self._wait(started[EVENTARC], lambda: _http_ok(urls[EVENTARC] + "/"), deadline)
             for function in topology.functions:
                 part = f"function:{function.name}"
-                # /robots.txt is answered by functions-framework itself: the app is loaded, the function not called.
-                self._wait(started[part], lambda url=urls[part]: _http_answers(url + "robots.txt"), deadline)
+                # The front end answers 200 here once each of its instances has loaded the function.
+                ready = urls[part].rstrip("/") + ADMIN_PREFIX + "ready"
+                self._wait(started[part], lambda url=ready: _http_ok(url), deadline)
             self._create_subscriptions(pubsub_host, urls)
         except BaseException:
             self._stop_records(list(started.values()))
@@ -325,11 +408,30 @@ class LocalCloud:
                 "topology": str(topology.path) if topology.path else None,
                 "project": topology.project,
                 "external_pubsub": external,
+                "pubsub_emulator": kind,
+                "pubsub_emulator_version": google.version if google else None,
                 "started_at": time.time(),
                 "parts": {part: record.to_json() for part, record in started.items()},
                 "urls": urls,
                 "env": env,
             }
+        )
+
+    def _spawn_pubsub(self, kind: str, google, port: int, base_env: dict, logs: Path) -> ProcessRecord:
+        if kind == GOOGLE:
+            data_dir = self.run_dir / "pubsub-data"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            # gcloud and its Java child share the new session (process group) `down` stops.
+            return processes.spawn(
+                PUBSUB, google.argv(HOST, port, data_dir), {**base_env, **google.environ()},
+                logs / "pubsub.log", self.run_dir, port,
+            )
+        return processes.spawn(
+            PUBSUB,
+            [sys.executable, "-m", "localcloud.pubsub_emulator", "--host", HOST, "--port", port,
+             "--default-concurrency", self.topology.default_concurrency,
+             "--log-level", self.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO")],
+            {**base_env, "PYTHONPATH": _pythonpath(base_env)}, logs / "pubsub.log", self.run_dir, port,
         )
 
     def _spawn_function(self, function: Function, port: int, env: dict, logs: Path) -> ProcessRecord:
@@ -339,14 +441,14 @@ class LocalCloud:
             **env,
             **self.topology.function_env,
             **function.env,
-            "WORKERS": str(function.workers),
-            "THREADS": str(function.threads),
-            "PORT": str(port),
+            "PYTHONPATH": _pythonpath(env),
         }
         return processes.spawn(
             f"function:{function.name}",
-            [sys.executable, "-m", "functions_framework", "--source", function.source, "--target", function.target,
-             "--signature-type", function.signature_type, "--host", HOST, "--port", port],
+            [sys.executable, "-m", "localcloud.frontend", "--name", function.name, "--port", port,
+             "--source", function.source, "--target", function.target, "--signature-type", function.signature_type,
+             "--max-instances", function.max_instances, "--concurrency", function.concurrency,
+             "--timeout", repr(function.timeout_seconds), "--pending-timeout", repr(function.pending_timeout_seconds)],
             child_env, logs / f"function-{function.name}.log", self.run_dir, port, cwd=function.source.parent,
         )
 
@@ -369,15 +471,22 @@ class LocalCloud:
                 raise LocalCloudError(f"{record.part} did not answer in time; end of {record.log}:\n{_log_tail(record.log)}")
             time.sleep(0.05)
 
-    def _create_topics(self, host: str) -> None:
-        from google.api_core.exceptions import AlreadyExists
+    def _create_topics(self, host: str, deadline: float) -> None:
+        from google.api_core.exceptions import AlreadyExists, ServiceUnavailable
 
         publisher = publisher_client(host)
         for topic in self.topology.topics:
-            try:
-                publisher.create_topic(name=f"projects/{self.topology.project}/topics/{topic}", timeout=10)
-            except AlreadyExists:
-                pass  # an external emulator that already has it
+            while True:
+                try:
+                    publisher.create_topic(name=f"projects/{self.topology.project}/topics/{topic}", timeout=10)
+                except AlreadyExists:
+                    pass  # an external emulator that already has it
+                except ServiceUnavailable:
+                    if time.monotonic() > deadline:  # a Java server that listens before it serves
+                        raise
+                    time.sleep(0.1)
+                    continue
+                break
 
     def _create_buckets(self, endpoint: str) -> None:
         from google.api_core.exceptions import Conflict
@@ -406,8 +515,8 @@ class LocalCloud:
         stopped = []
         # The broker first: no push starts while the function servers drain (its open keep-alive
         # connections would otherwise hold gunicorn's graceful shutdown for seconds).
-        order = {PUBSUB: 0, STORAGE: 1}
-        for record in sorted(records, key=lambda r: order.get(r.part, 2)):
+        order = {PUBSUB: 0, STORAGE: 1, EVENTARC: 2}
+        for record in sorted(records, key=lambda r: order.get(r.part, 3)):
             if processes.stop(record, self.run_dir):
                 stopped.append(record.part)
         return stopped
@@ -436,8 +545,18 @@ def _pythonpath(environ: Mapping[str, str]) -> str:
 
 
 def subscription_request(project: str, sub: Subscription, urls: Mapping[str, str]) -> dict:
-    """The CreateSubscription request for a topology subscription (push URL resolved)."""
+    """The CreateSubscription request for a topology subscription (push URL resolved).
+
+    Plain Pub/Sub on every emulator: a raw-envelope push, to the function itself or, for a
+    trigger delivering CloudEvents, to the Eventarc adapter with the trigger's settings in the
+    endpoint's query string. ``x-localcloud-*`` push attributes are extras of the builtin emulator
+    (Google's drops them); nothing depends on them.
+    """
     from google.protobuf import duration_pb2
+
+    from . import (
+        eventarc,  # here, not at the top: `python -m localcloud.eventarc` runs that module
+    )
 
     def duration(seconds: float) -> duration_pb2.Duration:
         whole = int(seconds)
@@ -457,9 +576,14 @@ def subscription_request(project: str, sub: Subscription, urls: Mapping[str, str
         }
     if sub.is_push:
         endpoint = sub.push_endpoint or urls[f"function:{sub.push_function}"]
+        deadline = sub.push_ack_deadline_seconds or sub.ack_deadline_seconds
+        if sub.format == STORAGE_FINALIZED:
+            endpoint = eventarc.endpoint_url(urls[EVENTARC], eventarc.STORAGE, endpoint, bucket=sub.bucket,
+                                             type=sub.event_type, timeout=deadline)
+        elif sub.format == CLOUDEVENT:
+            endpoint = eventarc.endpoint_url(urls[EVENTARC], eventarc.PUBSUB, endpoint,
+                                             topic=request["topic"], timeout=deadline)
         attributes = {"x-localcloud-max-concurrency": str(sub.max_concurrency)}
-        if sub.format != PUBSUB_FORMAT:
-            attributes[FORMAT_ATTRIBUTE] = sub.format
         if sub.push_ack_deadline_seconds is not None:
             attributes["x-localcloud-ack-deadline-seconds"] = repr(sub.push_ack_deadline_seconds)
         request["push_config"] = {"push_endpoint": endpoint, "attributes": attributes}

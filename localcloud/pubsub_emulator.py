@@ -1,9 +1,10 @@
-"""A compact Pub/Sub emulator (gRPC) with push delivery, retry backoff and dead-lettering.
+"""A compact Pub/Sub emulator (gRPC) with push delivery, retry backoff, dead-lettering and push flow control.
 
+The local cloud's builtin emulator, used when Google's (gcloud) is not installed or not chosen.
 It speaks google.pubsub.v1 with google-cloud-pubsub's own message types, so the unchanged
 PublisherClient / SubscriberClient work against it through PUBSUB_EMULATOR_HOST. Run it with
-``python -m localcloud.pubsub_emulator --port N``. What it does not implement is listed in
-the README's section on the local cloud.
+``python -m localcloud.pubsub_emulator --port N``. Where it differs from Pub/Sub and from
+Google's emulator is listed in the README's section on the local cloud.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ DEFAULT_MIN_BACKOFF = 10.0
 DEFAULT_MAX_BACKOFF = 600.0
 DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
 MAX_PULL_WAIT = 2.0
+# What acknowledges a push, as the Pub/Sub docs list it (Google's emulator takes 203, not 202).
+ACK_STATUSES = frozenset({102, 200, 201, 202, 204})
+# Push flow control ("delivery rate" in the Pub/Sub docs): the number of pushes in flight, the
+# push window, starts small, grows by one per success (doubling per round trip, a slow start) up
+# to the subscription's concurrency, and halves on each failure. After PUSH_BACKOFF_AFTER
+# failures in a row the subscription also stops pushing for a while ("push backoff"): 100 ms,
+# doubling per further failure, at most 60 s.
+INITIAL_PUSH_WINDOW = 4
+PUSH_BACKOFF_AFTER = 3
+PUSH_BACKOFF_MIN = 0.1
+PUSH_BACKOFF_MAX = 60.0
 
 # Endpoint settings real Pub/Sub does not have; all live in push_config.attributes.
 CONCURRENCY_ATTRIBUTE = "x-localcloud-max-concurrency"
@@ -186,6 +198,10 @@ class _Subscription:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.http: urllib3.PoolManager | None = None
+        # Push flow control (see INITIAL_PUSH_WINDOW).
+        self.window = min(INITIAL_PUSH_WINDOW, config.concurrency)
+        self.failures_in_a_row = 0
+        self.paused_until = 0.0
 
     @property
     def name(self) -> str:
@@ -196,7 +212,7 @@ class _Subscription:
             if self.closed:
                 return
             heapq.heappush(self.ready, (time.monotonic() + delay, next(self.broker.sequence), delivery))
-            self.cond.notify()
+            self.cond.notify_all()
 
     # -- push ---------------------------------------------------------------------------------
 
@@ -208,6 +224,8 @@ class _Subscription:
             self.cond.notify_all()
         if not self.config.endpoint:
             return
+        with self.cond:
+            self.window = min(max(1, self.window), self.config.concurrency)
         self.http = urllib3.PoolManager(maxsize=self.config.concurrency, retries=False)
         for index in range(self.config.concurrency):
             worker = threading.Thread(
@@ -229,6 +247,12 @@ class _Subscription:
                 if self.closed or self.generation != generation:
                     return None
                 now = time.monotonic()
+                if self.in_flight >= self.window:
+                    self.cond.wait()  # the push window is full: a finished push wakes us
+                    continue
+                if now < self.paused_until:
+                    self.cond.wait(self.paused_until - now)  # push backoff
+                    continue
                 if self.ready and self.ready[0][0] <= now:
                     delivery = heapq.heappop(self.ready)[2]
                     delivery.attempts += 1
@@ -242,13 +266,28 @@ class _Subscription:
             delivery = self._next_ready(generation)
             if delivery is None:
                 return
+            ok = False
             try:
                 ok = self._post(delivery)  # no lock held: a slow endpoint must not stall anything else
             finally:
-                with self.cond:
-                    self.in_flight -= 1
+                self._push_done(ok)
             if not ok:
                 self.failed(delivery)
+
+    def _push_done(self, ok: bool) -> None:
+        """Adjust the push window after one push (flow control) and wake the push workers."""
+        with self.cond:
+            self.in_flight -= 1
+            if ok:
+                self.failures_in_a_row = 0
+                self.window = min(self.config.concurrency, self.window + 1)
+            else:
+                self.failures_in_a_row += 1
+                self.window = max(1, self.window // 2)
+                if self.failures_in_a_row >= PUSH_BACKOFF_AFTER:
+                    pause = min(PUSH_BACKOFF_MAX, PUSH_BACKOFF_MIN * 2 ** (self.failures_in_a_row - PUSH_BACKOFF_AFTER))
+                    self.paused_until = time.monotonic() + pause
+            self.cond.notify_all()
 
     def _post(self, delivery: _Delivery) -> bool:
         config = self.config
@@ -270,7 +309,7 @@ class _Subscription:
         except urllib3.exceptions.HTTPError as exc:
             log.info("%s: message %s attempt %d: no answer (%s)", self.name, delivery.message.message_id, delivery.attempts, exc)
             return False
-        if 200 <= response.status < 300:
+        if response.status in ACK_STATUSES:
             log.debug("%s: message %s attempt %d: HTTP %d", self.name, delivery.message.message_id, delivery.attempts, response.status)
             return True
         log.info(

@@ -1,7 +1,9 @@
-"""The HTTP bodies a push delivery sends: Pub/Sub's raw push envelope or Eventarc's CloudEvents.
+"""The HTTP bodies of a delivery: Pub/Sub's raw push envelope or Eventarc's CloudEvents.
 
-A push subscription picks its format with the push_config attribute ``x-localcloud-format``
-(real Pub/Sub has no such field; Eventarc sets up the same thing behind a trigger):
+The local cloud's Eventarc adapter (localcloud/eventarc.py) builds the CloudEvents from the raw
+envelopes any Pub/Sub emulator pushes to it: that is the pipeline's only path. The builtin
+emulator can also build them itself, an extra chosen with the push_config attribute
+``x-localcloud-format`` (real Pub/Sub has no such field; Google's emulator drops it):
 
 ``pubsub`` (default)
     the raw push envelope Pub/Sub POSTs to a push endpoint.
@@ -32,6 +34,13 @@ FORMATS = (PUBSUB, CLOUDEVENT, STORAGE_FINALIZED)
 
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 OBJECT_FINALIZED = "google.cloud.storage.object.v1.finalized"
+# GCS notification eventType -> Eventarc CloudEvent type.
+STORAGE_EVENT_TYPES = {
+    "OBJECT_FINALIZE": OBJECT_FINALIZED,
+    "OBJECT_DELETE": "google.cloud.storage.object.v1.deleted",
+    "OBJECT_ARCHIVE": "google.cloud.storage.object.v1.archived",
+    "OBJECT_METADATA_UPDATE": "google.cloud.storage.object.v1.metadataUpdated",
+}
 
 
 @dataclass(frozen=True)
@@ -92,39 +101,52 @@ def build_push(
             envelope["deliveryAttempt"] = delivery_attempt
         return {"Content-Type": "application/json"}, json.dumps(envelope).encode()
     if fmt == CLOUDEVENT:
-        event = CloudEvent(
-            {
-                "type": MESSAGE_PUBLISHED,
-                "source": f"//pubsub.googleapis.com/{topic}",
-                "id": message.message_id,
-                "time": message.publish_time,
-                "datacontenttype": "application/json",
-            },
-            {"message": message.to_json(), "subscription": subscription},
-        )
-        return to_binary(event)
+        return message_published_event(message.to_json(), subscription, topic)
     if fmt == STORAGE_FINALIZED:
-        return _storage_event(message)
+        return storage_event(message.data, message.message_id, message.publish_time)
     raise ValueError(f"unknown push format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def _storage_event(message: PushedMessage) -> tuple[dict[str, str], bytes]:
+def message_published_event(message: Mapping, subscription: str, topic: str) -> tuple[dict[str, str], bytes]:
+    """A binary ``messagePublished`` CloudEvent, as an Eventarc Pub/Sub trigger delivers a message.
+
+    ``message`` is the message as the push envelope spells it (``PushedMessage.to_json()``).
+    """
+    event = CloudEvent(
+        {
+            "type": MESSAGE_PUBLISHED,
+            "source": f"//pubsub.googleapis.com/{topic}",
+            "id": message["messageId"],
+            "time": message["publishTime"],
+            "datacontenttype": "application/json",
+        },
+        {"message": dict(message), "subscription": subscription},
+    )
+    return to_binary(event)
+
+
+def storage_event(
+    data: bytes, message_id: str, publish_time: str, event_type: str = OBJECT_FINALIZED
+) -> tuple[dict[str, str], bytes]:
+    """A binary Cloud Storage CloudEvent built from a GCS notification's JSON_API_V1 payload.
+
+    As Eventarc: source ``//storage.googleapis.com/projects/_/buckets/B``, subject
+    ``objects/NAME``, data the object resource, time the object's update time.
+    """
     try:
-        resource = json.loads(message.data)
+        resource = json.loads(data)
         bucket = resource["bucket"]
         name = resource["name"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(
-            f"message {message.message_id} is not a GCS JSON_API_V1 notification (no bucket/name)"
-        ) from None
+        raise ValueError(f"message {message_id} is not a GCS JSON_API_V1 notification (no bucket/name)") from None
     event = CloudEvent(
         {
-            "type": OBJECT_FINALIZED,
+            "type": event_type,
             "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
             "subject": f"objects/{name}",
-            "id": message.message_id,
+            "id": message_id,
             # Eventarc stamps the event with the object's update time, not the notification's.
-            "time": resource.get("updated") or resource.get("timeCreated") or message.publish_time,
+            "time": resource.get("updated") or resource.get("timeCreated") or publish_time,
             "datacontenttype": "application/json",
             "bucket": bucket,
         },

@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .push_formats import FORMATS, PUBSUB, STORAGE_FINALIZED
+from .push_formats import CLOUDEVENT, OBJECT_FINALIZED, PUBSUB, STORAGE_FINALIZED
+from .push_formats import STORAGE_EVENT_TYPES as _NOTIFICATION_EVENT_TYPES
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.toml")
 SIGNATURE_TYPES = ("http", "cloudevent")
+# Which Pub/Sub emulator runs: Google's (gcloud beta emulators pubsub) when installed, else ours.
+EMULATOR_CHOICES = ("auto", "google", "builtin")
+EMULATOR_ENV = "LOCALCLOUD_PUBSUB_EMULATOR"
+# Eventarc's Cloud Storage event types and the GCS notification eventType each comes from.
+STORAGE_EVENT_TYPES = {ce_type: gcs_type for gcs_type, ce_type in _NOTIFICATION_EVENT_TYPES.items()}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9\-_.]{1,61}[a-z0-9]$")
 _FUNCTION = re.compile(r"^[a-z][a-z0-9\-_]{0,62}$")
@@ -27,11 +33,12 @@ class TopologyError(ValueError):
     """The topology file is invalid; the message names the file, the table and the key."""
 
 
-def _merge(base: dict, overrides: Mapping) -> dict:
+def deep_merge(base: Mapping, overrides: Mapping) -> dict:
+    """``base`` with ``overrides`` merged in, table by table (as Topology.load applies overrides)."""
     merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -104,28 +111,48 @@ class Subscription:
     dead_letter_topic: str = ""
     max_delivery_attempts: int = 5
     max_concurrency: int = 1
+    # Storage triggers only: what the Eventarc adapter delivers (bucket, CloudEvent type).
+    bucket: str = ""
+    event_type: str = ""
 
     @property
     def is_push(self) -> bool:
         return bool(self.push_function or self.push_endpoint)
 
+    @property
+    def via_eventarc(self) -> bool:
+        """Delivered as CloudEvents through the local Eventarc adapter (a plain push to it)."""
+        return self.is_push and self.format != PUBSUB
+
 
 @dataclass(frozen=True)
 class Function:
-    """A function served by functions-framework on 127.0.0.1."""
+    """A function served on 127.0.0.1 as Cloud Run serves it: a front end admitting at most
+    ``max_instances x concurrency`` requests, each instance a functions-framework process."""
 
     name: str
     source: Path
     target: str
     signature_type: str
     port: int
-    workers: int
-    threads: int
+    max_instances: int
+    concurrency: int
+    timeout_seconds: float = 540.0
+    pending_timeout_seconds: float = 10.0
     env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def port_env_var(self) -> str:
         return port_env_var(self.name)
+
+    # The names of the gunicorn era, still read by benchmarks.
+    @property
+    def workers(self) -> int:
+        return self.max_instances
+
+    @property
+    def threads(self) -> int:
+        return self.concurrency
 
 
 def port_env_var(function_name: str) -> str:
@@ -140,7 +167,9 @@ class Topology:
     path: Path | None
     project: str
     pubsub_port: int
+    pubsub_emulator: str
     default_concurrency: int
+    eventarc_port: int
     storage_enabled: bool
     storage_port: int
     notifications_topic: str
@@ -166,7 +195,7 @@ class Topology:
             raise TopologyError(f"topology file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise TopologyError(f"{path}: {exc}") from None
-        return cls.from_dict(_merge(data, overrides or {}), path=path, environ=environ)
+        return cls.from_dict(deep_merge(data, overrides or {}), path=path, environ=environ)
 
     @classmethod
     def from_dict(
@@ -184,7 +213,18 @@ class Topology:
         pubsub = _Table(top.get("pubsub", dict, {}), f"{where} [pubsub]")
         pubsub_port = pubsub.port("port", 8685, "LOCALCLOUD_PUBSUB_PORT", environ)
         default_concurrency = pubsub.count("default_max_concurrency", "cpu", cpus)
+        pubsub_emulator = pubsub.get("emulator", str, "auto")
+        if environ.get(EMULATOR_ENV):
+            pubsub_emulator = environ[EMULATOR_ENV]
+        if pubsub_emulator not in EMULATOR_CHOICES:
+            raise TopologyError(
+                f"{where} [pubsub].emulator (or {EMULATOR_ENV}) must be one of {EMULATOR_CHOICES}, got {pubsub_emulator!r}"
+            )
         pubsub.done()
+
+        eventarc = _Table(top.get("eventarc", dict, {}), f"{where} [eventarc]")
+        eventarc_port = eventarc.port("port", 0, "LOCALCLOUD_EVENTARC_PORT", environ)
+        eventarc.done()
 
         storage = _Table(top.get("storage", dict, {}), f"{where} [storage]")
         storage_enabled = storage.get("enabled", bool, True)
@@ -224,14 +264,18 @@ class Topology:
                     raise TopologyError(f"{where}: subscription {sub.name} names undeclared topic {topic!r}")
             if sub.push_function and sub.push_function not in function_names:
                 raise TopologyError(f"{where}: subscription {sub.name} pushes to undeclared function {sub.push_function!r}")
-        ports = [p for p in [pubsub_port, storage_port if storage_enabled else 0] + [f.port for f in functions] if p]
+        uses_eventarc = any(s.via_eventarc for s in subscriptions)
+        ports = [p for p in [pubsub_port, storage_port if storage_enabled else 0, eventarc_port if uses_eventarc else 0]
+                 + [f.port for f in functions] if p]
         if len(ports) != len(set(ports)):
             raise TopologyError(f"{where}: two parts share a port: {sorted(ports)}")
         return cls(
             path=path,
             project=project,
             pubsub_port=pubsub_port,
+            pubsub_emulator=pubsub_emulator,
             default_concurrency=default_concurrency,
+            eventarc_port=eventarc_port,
             storage_enabled=storage_enabled,
             storage_port=storage_port,
             notifications_topic=notifications_topic,
@@ -241,6 +285,11 @@ class Topology:
             functions=tuple(functions),
             function_env={str(k): str(v) for k, v in function_env.items()},
         )
+
+    @property
+    def uses_eventarc(self) -> bool:
+        """True when some subscription delivers CloudEvents, i.e. the Eventarc adapter must run."""
+        return any(s.via_eventarc for s in self.subscriptions)
 
     def function(self, name: str) -> Function:
         for function in self.functions:
@@ -259,14 +308,23 @@ def _function(name: str, spec: Any, where: str, root: Path, cpus: int, environ: 
     signature_type = table.get("signature_type", str, "http")
     if signature_type not in SIGNATURE_TYPES:
         raise TopologyError(f"{where}.signature_type must be one of {SIGNATURE_TYPES}, got {signature_type!r}")
+    # max_instances / concurrency, as Cloud Run names them; workers / threads are older aliases.
+    for new, old in (("max_instances", "workers"), ("concurrency", "threads")):
+        if new in table.data and old in table.data:
+            raise TopologyError(f"{where}: give {new} or its alias {old}, not both")
+    max_instances = table.count("max_instances" if "max_instances" in table.data else "workers", 1, cpus)
+    concurrency = table.count("concurrency" if "concurrency" in table.data else "threads", 1, cpus)
+    table.used.update({"max_instances", "workers", "concurrency", "threads"})
     function = Function(
         name=name,
         source=(root / source).resolve(),
         target=table.get("target", str, name),
         signature_type=signature_type,
         port=table.port("port", 0, port_env_var(name), environ),
-        workers=table.count("workers", 1, cpus),
-        threads=table.count("threads", 1, cpus),
+        max_instances=max_instances,
+        concurrency=concurrency,
+        timeout_seconds=table.number("timeout_seconds", 540, 0.01, 3600),
+        pending_timeout_seconds=table.number("pending_timeout_seconds", 10, 0, 600),
         env={str(k): str(v) for k, v in table.get("env", dict, {}).items()},
     )
     table.done()
@@ -296,8 +354,8 @@ def _subscription(name: str, spec: Any, where: str, cpus: int) -> Subscription:
         raise TopologyError(f"{where}: invalid subscription id {name!r}")
     table = _Table(spec, where)
     fmt = table.get("format", str, PUBSUB)
-    if fmt not in FORMATS:
-        raise TopologyError(f"{where}.format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in (PUBSUB, CLOUDEVENT):
+        raise TopologyError(f"{where}.format must be one of {(PUBSUB, CLOUDEVENT)}, got {fmt!r}")
     sub = Subscription(
         name=name,
         topic=table.get("topic", str, ""),
@@ -321,16 +379,20 @@ def _trigger(name: str, spec: Any, where: str, cpus: int, notifications_topic: s
     bucket = table.get("bucket", str, "")
     if not _BUCKET.match(bucket):
         raise TopologyError(f"{where}.bucket must be a bucket name, got {bucket!r}")
-    event_type = table.get("event_type", str, "google.cloud.storage.object.v1.finalized")
-    if event_type != "google.cloud.storage.object.v1.finalized":
-        raise TopologyError(f"{where}.event_type: only google.cloud.storage.object.v1.finalized is emulated")
+    event_type = table.get("event_type", str, OBJECT_FINALIZED)
+    if event_type not in STORAGE_EVENT_TYPES:
+        raise TopologyError(f"{where}.event_type must be one of {sorted(STORAGE_EVENT_TYPES)}, got {event_type!r}")
     sub = Subscription(
         name=f"eventarc-{name}",
         topic=notifications_topic,
         push_function=table.get("function", str, ""),
         push_endpoint=table.get("endpoint", str, ""),
         format=STORAGE_FINALIZED,
-        filter=f'attributes.bucketId = "{bucket}" AND attributes.eventType = "OBJECT_FINALIZE"',
+        # As Eventarc's own subscription. Google's emulator stores a filter but does not apply it,
+        # so the adapter checks bucket and event type again (and acknowledges the others).
+        filter=f'attributes.bucketId = "{bucket}" AND attributes.eventType = "{STORAGE_EVENT_TYPES[event_type]}"',
+        bucket=bucket,
+        event_type=event_type,
         **_delivery_settings(table, cpus),
     )
     table.done()

@@ -1,8 +1,10 @@
 """Stand-in push endpoint for the local cloud's tests: records every raw Pub/Sub push, then behaves as told.
 
 Each request is appended as one JSON line to $RECORD_DIR/<subscription id>.jsonl before the
-handler acts on the message's attributes:
-``fail_until_attempt=N`` raises (HTTP 500) while deliveryAttempt < N; ``always_fail=1`` always raises;
+handler acts on the message's attributes. The handler counts deliveries of each message id
+itself (``attempt`` in the record): Google's emulator sends no ``deliveryAttempt``.
+``fail_until_attempt=N`` raises (HTTP 500) while attempt < N; ``always_fail=1`` always raises;
+``fail_before=T`` raises while time.time() < T; ``status=S`` answers S instead of 204;
 ``sleep_first=S`` sleeps S seconds on the first delivery of a message id in this process;
 ``sleep=S`` sleeps S seconds every time.
 """
@@ -19,13 +21,13 @@ import functions_framework
 
 _lock = threading.Lock()
 _active: dict[str, int] = {}
-_seen: set[str] = set()
+_attempts: dict[str, int] = {}
 
 
 def _append(key: str, record: dict) -> None:
     path = Path(os.environ["RECORD_DIR"]) / f"{key}.jsonl"
     line = (json.dumps(record) + "\n").encode()
-    # One O_APPEND write per record: lines from concurrent threads and workers never interleave.
+    # One O_APPEND write per record: lines from concurrent threads and instances never interleave.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, line)
@@ -42,8 +44,7 @@ def record(request):
     with _lock:
         _active[key] = _active.get(key, 0) + 1
         active = _active[key]
-        first = message["messageId"] not in _seen
-        _seen.add(message["messageId"])
+        attempt = _attempts[message["messageId"]] = _attempts.get(message["messageId"], 0) + 1
     try:
         payload = base64.b64decode(message["data"])
         if len(message["data"]) > 65536:  # keep records small: big payloads are checked by digest
@@ -53,6 +54,7 @@ def record(request):
             {
                 "received_at": time.time(),
                 "active": active,
+                "attempt": attempt,
                 "pid": os.getpid(),
                 "size": len(payload),
                 "sha256": hashlib.sha256(payload).hexdigest(),
@@ -61,13 +63,15 @@ def record(request):
         )
         if attributes.get("always_fail"):
             raise RuntimeError("told to fail")
-        if envelope.get("deliveryAttempt", 1) < int(attributes.get("fail_until_attempt", 0)):
-            raise RuntimeError(f"told to fail attempt {envelope.get('deliveryAttempt')}")
-        if first and attributes.get("sleep_first"):
+        if attempt < int(attributes.get("fail_until_attempt", 0)):
+            raise RuntimeError(f"told to fail attempt {attempt}")
+        if time.time() < float(attributes.get("fail_before", 0)):
+            raise RuntimeError("told to fail until a moment")
+        if attempt == 1 and attributes.get("sleep_first"):
             time.sleep(float(attributes["sleep_first"]))
         if attributes.get("sleep"):
             time.sleep(float(attributes["sleep"]))
-        return "", 204
+        return "", int(attributes.get("status", 204))
     finally:
         with _lock:
             _active[key] -= 1

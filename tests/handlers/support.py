@@ -1,4 +1,5 @@
-"""Helpers shared by the local cloud's tests: throw-away topologies on free ports, record polling."""
+"""Helpers shared by the local cloud's tests: throw-away topologies on free ports, record polling,
+and the two Pub/Sub emulators as a pytest parameter."""
 
 from __future__ import annotations
 
@@ -7,11 +8,29 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from localcloud import clean_environ  # noqa: F401 - the tests' import path for it
+import pytest
+
+from localcloud import (
+    clean_environ,
+    google_pubsub,
+)
 
 HANDLERS = Path(__file__).resolve().parent
 PUSH_RECORDER = HANDLERS / "push_recorder.py"
 EVENT_RECORDER = HANDLERS / "event_recorder.py"
+SLEEPER = HANDLERS / "sleeper.py"
+
+# Why Google's Pub/Sub emulator cannot run here ("" when it can).
+GOOGLE_MISSING = google_pubsub.missing()
+# The Pub/Sub emulators the local cloud runs on, for @pytest.fixture(params=EMULATORS).
+EMULATORS = [
+    pytest.param("builtin", id="builtin"),
+    pytest.param(
+        "google",
+        id="google",
+        marks=pytest.mark.skipif(bool(GOOGLE_MISSING), reason=f"Google's Pub/Sub emulator is not installed: {GOOGLE_MISSING}"),
+    ),
+]
 
 
 def write_topology(path: Path, text: str) -> Path:

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.errors
-from handlers.support import clean_environ
-from pipeline_support import RESULTS, WORK, environment, make_series
+from pipeline_support import EMULATOR_KINDS, RESULTS, WORK, full_cloud, make_series
 from stac_support import stac_servers  # noqa: F401 - a fixture
 from rio_cogeo.cogeo import cog_validate
 
-from localcloud import LocalCloud, publisher_client, subscriber_client
+from localcloud import publisher_client, subscriber_client
 from temporal_median import storage
 from temporal_median.clock import isoformat, utcnow
 from temporal_median.grid import Grid, TileId, Window
@@ -28,24 +27,11 @@ from temporal_median.paths import JobPaths
 from temporal_median.storage import GsUrl
 from temporal_median.tiles import read_window
 
-FAST_RETRIES = {"min_backoff_seconds": 0.2, "max_backoff_seconds": 0.5}
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    """The pipeline's own topology on free ports, with fast retries."""
-    run_dir = tmp_path_factory.mktemp("pipeline-cloud")
-    overrides = {
-        "pubsub": {"port": 0},
-        "storage": {"port": 0},
-        "functions": {name: {"port": 0} for name in ("fanout", "median", "mosaic")},
-        "subscriptions": {"windows-median": FAST_RETRIES},
-        "triggers": {"mosaic": FAST_RETRIES},
-    }
-    local = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides).up()
-    with environment({**local.env(), "LOCALCLOUD_RUN_DIR": str(run_dir)}):
+@pytest.fixture(scope="module", params=EMULATOR_KINDS)
+def cloud(request, tmp_path_factory):
+    """The pipeline's own topology on free ports, with fast retries, on each Pub/Sub emulator."""
+    with full_cloud(tmp_path_factory.mktemp(f"pipeline-{request.param}"), emulator=request.param) as local:
         yield local
-    local.down()
 
 
 @pytest.fixture(scope="module")

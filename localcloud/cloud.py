@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -519,6 +520,8 @@ class LocalCloud:
         for record in sorted(records, key=lambda r: order.get(r.part, 3)):
             if processes.stop(record, self.run_dir):
                 stopped.append(record.part)
+            if record.part.startswith("function:"):
+                _kill_instances_left(record.part, self.run_dir)
         return stopped
 
     def down(self) -> list[str]:
@@ -536,6 +539,25 @@ class LocalCloud:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+def _kill_instances_left(part: str, run_dir: Path) -> None:
+    """SIGKILL what is left of a function's instances once its front end is stopped.
+
+    A front end stops its instances (each a process group of its own) when it is told to stop;
+    this covers one that could not (killed with SIGKILL): its instances carry its marker variables.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        environ = processes._environ(pid)
+        if (environ.get(processes.RUN_DIR_MARKER) == str(run_dir) and environ.get(processes.PART_MARKER) == part
+                and processes._alive(pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _pythonpath(environ: Mapping[str, str]) -> str:

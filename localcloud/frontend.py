@@ -1,20 +1,23 @@
 """A function's front end: Cloud Run's capacity and failure model in front of local instances.
 
 One process per function, listening on the function's port. It starts ``max_instances``
-instances (localcloud/instance.py: functions-framework's app in its own process, each on a socket
-of its own) and routes every request to a ready instance with fewer than ``concurrency``
-requests in flight, as Cloud Run does:
+instances (localcloud/instance.py: each a functions-framework server, gunicorn with
+``concurrency`` threads, on a loopback port of its own) and relays every request, whole, to a
+ready instance with fewer than ``concurrency`` requests in flight, over kept-alive connections
+where the instance keeps them, as Cloud Run does:
 
 - no such instance: the request waits (first come, first served) for up to
   ``pending_timeout`` seconds, then gets **429** "no available instance";
 - a request still running after ``timeout`` seconds gets **504** and its instance is killed
   (SIGKILL) and replaced, so the next request finds a fresh one. (Cloud Run answers 504 too but
   lets the instance run on; here it stops, so a timed-out request never keeps a slot busy);
-- an instance that dies (crash, ``kill -9``) fails its requests in flight with **503** and a
-  fresh instance takes its place: it gets requests once its code is loaded (a cold start).
+- an instance that dies (crash, ``kill -9`` of its worker or of its functions-framework process)
+  fails its requests in flight with **503** and a fresh instance takes its place: it gets
+  requests once it answers (a cold start).
 
-Besides the function's paths it answers ``GET /__localcloud/instances`` (JSON: pid, state,
-requests in flight, requests served of each instance) and ``GET /__localcloud/ready`` (200 once
+The front end parses HTTP/1.1 itself (localcloud/http1.py: lean, every push crosses it twice).
+Besides the function's paths it answers ``GET /__localcloud/instances`` (JSON: pid of the process
+serving requests, state, requests in flight, requests served of each instance) and ``GET /__localcloud/ready`` (200 once
 every instance has started once, 503 before). Run by LocalCloud, not by hand.
 """
 
@@ -36,6 +39,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from .http1 import header, read_body, read_head
+from .instance import DEAD, HOST, READY, STARTING, Instance
 
 log = logging.getLogger("localcloud.frontend")
 
@@ -51,39 +55,17 @@ _HOP_BY_HOP = {
     "transfer-encoding", "upgrade", "content-length",
 }
 _FORWARD_DROPPED = _HOP_BY_HOP | {"expect"}
-STARTING, READY, DEAD = "starting", "ready", "dead"
-
-
-class Instance:
-    """One instance process and the keep-alive connections to it."""
-
-    def __init__(self, slot: int, process: subprocess.Popen, port: int) -> None:
-        self.slot = slot
-        self.process = process
-        self.pid = process.pid
-        self.port = port
-        self.state = STARTING
-        self.in_flight = 0
-        self.served = 0
-        self.started_at = time.time()
-        self.ready_at: float | None = None
-        self.idle: list[_Upstream] = []
-
-    def to_json(self) -> dict:
-        return {
-            "pid": self.pid, "slot": self.slot, "port": self.port, "state": self.state,
-            "in_flight": self.in_flight, "served": self.served, "started_at": self.started_at,
-            "ready_at": self.ready_at,
-        }
+# Reuse a kept-alive connection idle for less than this: gunicorn closes them after 2 s.
+_REUSE_WITHIN = 1.0
 
 
 class Frontend:
     """Instances, admission (concurrency, pending queue, timeout) and replacement of lost instances."""
 
-    def __init__(self, name: str, instance_argv: list[str], max_instances: int, concurrency: int,
-                 timeout: float, pending_timeout: float) -> None:
+    def __init__(self, name: str, source: str, target: str, signature_type: str, max_instances: int,
+                 concurrency: int, timeout: float, pending_timeout: float) -> None:
         self.name = name
-        self.instance_argv = instance_argv
+        self.function = (source, target, signature_type)
         self.max_instances = max_instances
         self.concurrency = concurrency
         self.timeout = timeout
@@ -93,94 +75,93 @@ class Frontend:
         self.queue: deque[object] = deque()
         self.started = False  # every slot has had a ready instance once
         self.stopping = False
-        self.failed_starts = [0] * max_instances
+        self.threads: list[threading.Thread] = []
 
     # -- instances ----------------------------------------------------------------------------
 
     def start(self) -> None:
         for slot in range(self.max_instances):
-            self._spawn(slot)
+            thread = threading.Thread(target=self._run_slot, args=(slot,), name=f"slot-{slot}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
 
-    def _spawn(self, slot: int) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
-        ready_r, ready_w = os.pipe()
-        argv = self.instance_argv + ["--fd", str(listener.fileno()), "--ready-fd", str(ready_w)]
-        try:
-            process = subprocess.Popen(argv, pass_fds=(listener.fileno(), ready_w), stdin=subprocess.DEVNULL)
-        finally:
-            # Only the instance keeps the socket: when it dies, connections to it are refused at once.
-            port = listener.getsockname()[1]
-            listener.close()
-            os.close(ready_w)
-        instance = Instance(slot, process, port)
-        with self.cond:
-            self.slots[slot] = instance
-        threading.Thread(target=self._watch, args=(instance, ready_r), name=f"watch-{process.pid}", daemon=True).start()
-
-    def _watch(self, instance: Instance, ready_r: int) -> None:
-        try:
-            loaded = os.read(ready_r, 1) == b"1"  # EOF: the instance died before loading its code
-        finally:
-            os.close(ready_r)
-        if loaded:
+    def _run_slot(self, slot: int) -> None:
+        """One slot's life: start an instance, route to it once it answers, replace it when it is lost."""
+        failed_starts = 0
+        while True:
             with self.cond:
-                if instance.state == STARTING and instance.process.poll() is None:
-                    instance.state = READY
-                    instance.ready_at = time.time()
-                    self.failed_starts[instance.slot] = 0
-                    if not self.started and all(s is not None and s.ready_at for s in self.slots):
-                        self.started = True
-                    self.cond.notify_all()
-                    log.info("%s: instance %d ready in %.2f s", self.name, instance.pid,
-                             instance.ready_at - instance.started_at)
-        code = instance.process.wait()
-        with self.cond:
-            instance.state = DEAD
-            idle, instance.idle = instance.idle, []
-            self.cond.notify_all()
-            stopping = self.stopping
-        for conn in idle:
-            conn.close()
-        if stopping or code == -signal.SIGTERM:
-            return  # being stopped: `down` signals the whole process group
-        how = f"signal {-code}" if code < 0 else f"exit status {code}"
-        log.warning("%s: instance %d ended (%s); a fresh one replaces it", self.name, instance.pid, how)
-        if not loaded:
+                if self.stopping:
+                    return
+                instance = Instance(slot, *self.function, self.concurrency)
+                self.slots[slot] = instance
+            loaded = instance.wait_ready()
+            if loaded:
+                with self.cond:
+                    if instance.state == STARTING:
+                        instance.state = READY
+                        instance.ready_at = time.time()
+                        if not self.started and all(s is not None and s.ready_at for s in self.slots):
+                            self.started = True
+                        self.cond.notify_all()
+                log.info("%s: instance %d (worker %d) ready in %.2f s", self.name, instance.server_pid, instance.pid,
+                         time.time() - instance.started_at)
+                instance.wait_exit()
+            with self.cond:
+                instance.state = DEAD
+                idle, instance.idle = instance.idle, []
+                self.cond.notify_all()
+                stopping = self.stopping
+            for conn in idle:
+                conn.close()
+            if not stopping:
+                instance.kill()  # the rest of its process group; stop_instances signals it when stopping
+            code = instance.reap()
+            if stopping:
+                return
+            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+            if loaded:
+                failed_starts = 0
+                log.warning("%s: instance %d lost (functions-framework process: %s); a fresh one replaces it",
+                            self.name, instance.pid, how)
+                continue
+            log.warning("%s: instance %d ended before answering (%s)", self.name, instance.server_pid, how)
             if not self.started:
                 log.error("%s: an instance exited while starting; giving up", self.name)
                 self.stop_instances()
                 os._exit(3)
-            self.failed_starts[instance.slot] += 1
-            time.sleep(min(10.0, 0.5 * 2 ** self.failed_starts[instance.slot]))
-            if self.stopping:
-                return
-        self._spawn(instance.slot)
+            failed_starts += 1
+            with self.cond:
+                self.cond.wait_for(lambda: self.stopping, timeout=min(10.0, 0.5 * 2 ** failed_starts))
 
     def kill(self, instance: Instance, why: str) -> None:
         log.warning("%s: killing instance %d: %s", self.name, instance.pid, why)
         with self.cond:
-            instance.state = DEAD  # route nothing more to it; its watcher starts the replacement
-        try:
-            os.kill(instance.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            instance.state = DEAD  # route nothing more to it; its slot's thread starts the replacement
+        instance.kill()
 
-    def stop_instances(self) -> None:
+    def stop_instances(self, grace: float = 2.0) -> None:
+        """SIGTERM to every instance, SIGKILL to those still running after ``grace`` seconds; all reaped."""
         with self.cond:
             self.stopping = True
             instances = [s for s in self.slots if s is not None]
+            idle = [conn for instance in instances for conn in instance.idle]
+            for instance in instances:
+                instance.idle = []
+        for conn in idle:
+            conn.close()  # gunicorn would keep kept-alive connections open for a while when stopping
         for instance in instances:
-            if instance.process.poll() is None:
-                instance.process.terminate()
-        deadline = time.monotonic() + 3
+            instance.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for instance in instances:
             try:
                 instance.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                instance.process.kill()
+                instance.kill()
+        for instance in instances:
+            instance.kill()  # workers a stopped functions-framework process may have left behind
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(5)  # each reaps its instance
 
     def snapshot(self) -> list[dict]:
         with self.cond:
@@ -220,6 +201,7 @@ class Frontend:
                 if instance.state == DEAD:
                     conn.close()
                 else:
+                    conn.reused, conn.idle_since = True, time.monotonic()
                     instance.idle.append(conn)
             self.cond.notify_all()
 
@@ -240,20 +222,23 @@ class Frontend:
             self.release(instance, None, served=False)
             if not _gone(instance.pid, wait=0.5):  # refused: its listener is closed, so it is exiting
                 return _plain(503, b"Service Unavailable", INSTANCE_LOST)
-            # The instance died and its watcher has not seen it yet. The request never reached
-            # it, so it goes to another instance, as Cloud Run would route it.
+            # The instance died and its slot's thread has not seen it yet. The request never
+            # reached it, so it goes to another instance, as Cloud Run would route it.
             with self.cond:
                 instance.state = DEAD
         deadline = time.monotonic() + self.timeout
         try:
             try:
-                conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
-                head = [method, b" ", target, b" HTTP/1.1\r\n"]
-                for name, value in headers:
-                    head += [name, b": ", value, b"\r\n"]
-                head.append(b"Content-Length: %d\r\n\r\n" % len(body))
-                conn.sock.sendall(b"".join(head) + body)
-                status, reason, out_headers, data, reusable = _read_response(conn, method, deadline)
+                try:
+                    answer = _exchange(conn, method, target, headers, body, deadline)
+                except _Unanswered:
+                    if not conn.reused or _gone(instance.pid, wait=0.2):
+                        raise
+                    # The instance closed a kept-alive connection as it was being reused (gunicorn
+                    # keeps one open 2 s): the request never reached it. Again on a new connection.
+                    conn.close()
+                    conn = _Upstream(instance.port, 5.0)
+                    answer = _exchange(conn, method, target, headers, body, deadline)
             except TimeoutError:
                 conn.close()
                 conn = None
@@ -263,12 +248,13 @@ class Frontend:
                 # No retry elsewhere: the request may have run, as on Cloud Run.
                 conn.close()
                 conn = None
-                if _gone(instance.pid):
+                if _gone(instance.pid, wait=0.2):
                     with self.cond:
-                        instance.state = DEAD  # route nothing more to it; its watcher replaces it
+                        instance.state = DEAD  # route nothing more to it; its slot's thread replaces it
                 log.info("%s: %s %s: 503, instance %d lost (%r)", self.name, method.decode(), target.decode(),
                          instance.pid, exc)
                 return _plain(503, b"Service Unavailable", INSTANCE_LOST)
+            status, reason, out_headers, data, reusable = answer
             if not reusable:
                 conn.close()
                 conn = None
@@ -277,13 +263,18 @@ class Frontend:
             self.release(instance, conn)
 
     def _connection(self, instance: Instance) -> "_Upstream | None":
-        """An idle keep-alive connection to the instance that is still open, or a new one; None if refused."""
+        """A kept-alive connection to the instance that is still open and recently used, or a new
+        one; None if refused."""
+        now = time.monotonic()
         while True:
             with self.cond:
                 conn = instance.idle.pop() if instance.idle else None
+                # Drop the ones idle too long: gunicorn is about to close them (its keepalive, 2 s).
+                while instance.idle and now - instance.idle[0].idle_since > _REUSE_WITHIN:
+                    instance.idle.pop(0).close()
             if conn is None:
                 break
-            if not select.select([conn.sock], [], [], 0)[0]:
+            if now - conn.idle_since < _REUSE_WITHIN and not select.select([conn.sock], [], [], 0)[0]:
                 return conn  # nothing to read on an idle connection: still open
             conn.close()  # closed by the instance (or it died): readable at EOF
         try:
@@ -293,7 +284,7 @@ class Frontend:
 
 
 def _gone(pid: int, wait: float = 0.0) -> bool:
-    """True when the process has exited (a zombie not yet reaped by its watcher counts), checking
+    """True when the process has exited (a zombie not yet reaped counts), checking
     for up to ``wait`` seconds."""
     deadline = time.monotonic() + wait
     while True:
@@ -316,13 +307,39 @@ class _Upstream:
     """A keep-alive HTTP/1.1 connection to one instance."""
 
     def __init__(self, port: int, timeout: float) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
+        self.reused = False  # carried an earlier request
+        self.idle_since = 0.0
 
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+
+class _Unanswered(ConnectionError):
+    """The connection ended (or broke) before any byte of an answer."""
+
+
+def _exchange(conn: _Upstream, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+              deadline: float):
+    """Send one request and read the answer: (status, reason, headers, body, connection reusable)."""
+    conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+    head = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    try:
+        conn.sock.sendall(b"".join(head) + body)
+        first = conn.reader.peek(1)
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise _Unanswered(f"connection to the instance broke: {exc!r}") from exc
+    if not first:
+        raise _Unanswered("instance closed the connection without answering")
+    return _read_response(conn, method, deadline)
 
 
 def _read_response(conn: _Upstream, method: bytes, deadline: float):
@@ -432,6 +449,17 @@ class _Server(socketserver.TCPServer):
             self.shutdown_request(request)
 
 
+def _become_subreaper() -> None:
+    """Adopt the orphans of this process's descendants (PR_SET_CHILD_SUBREAPER): a worker whose
+    functions-framework process was killed first is reaped here, not left a zombie."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcloud.frontend", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True)
@@ -446,13 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
 
-    instance_argv = [sys.executable, "-m", "localcloud.instance", "--source", args.source, "--target", args.target,
-                     "--signature-type", args.signature_type]
-    frontend = Frontend(args.name, instance_argv, args.max_instances, args.concurrency, args.timeout, args.pending_timeout)
+    frontend = Frontend(args.name, args.source, args.target, args.signature_type, args.max_instances,
+                        args.concurrency, args.timeout, args.pending_timeout)
     try:
-        server = _Server(("127.0.0.1", args.port), type("Handler", (_Handler,), {"frontend": frontend}))
+        server = _Server((HOST, args.port), type("Handler", (_Handler,), {"frontend": frontend}))
     except OSError as exc:
-        print(f"{args.name}: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        print(f"{args.name}: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return 2
 
     def stop(*_: object) -> None:
@@ -461,12 +488,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _become_subreaper()
     # Instances inherit this environment: add what Cloud Run sets for a function's container.
     os.environ.update({"K_SERVICE": args.name, "K_REVISION": f"{args.name}-00001-loc", "K_CONFIGURATION": args.name,
                        "FUNCTION_TARGET": args.target, "FUNCTION_SIGNATURE_TYPE": args.signature_type})
     frontend.start()
-    log.info("%s: listening on 127.0.0.1:%d; %d instance(s) x concurrency %d, timeout %g s, pending %g s",
-             args.name, args.port, args.max_instances, args.concurrency, args.timeout, args.pending_timeout)
+    log.info("%s: listening on %s:%d; %d instance(s) x concurrency %d, timeout %g s, pending %g s",
+             args.name, HOST, args.port, args.max_instances, args.concurrency, args.timeout, args.pending_timeout)
     server.serve_forever()
     frontend.stop_instances()
     server.server_close()

@@ -1,8 +1,9 @@
-"""The few pieces of HTTP/1.1 the function front end and its instances need, on buffered socket files.
+"""The few pieces of HTTP/1.1 the function front end needs, on buffered socket files: requests
+from its clients, answers from its instances (gunicorn, serving functions-framework).
 
-Lean on purpose: every push crosses the front end and an instance, so their parsing is on the
-hot path (the standard library's http.server parses headers with the email package, several
-times slower). Header names and values stay bytes.
+Lean on purpose: every push crosses the front end twice (request in, answer back), so this
+parsing is on the hot path (the standard library's http.server and http.client parse headers with
+the email package, several times slower). Header names and values stay bytes.
 """
 
 from __future__ import annotations

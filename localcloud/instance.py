@@ -1,160 +1,172 @@
-"""One instance of a function, as Cloud Run runs a container: functions-framework's app, one process.
+"""One instance of a function, as Cloud Run runs a container: a functions-framework server process.
 
-Started by the function's front end (localcloud/frontend.py), never by hand: it serves on a
-listening socket the front end opened (``--fd``) and writes one byte to ``--ready-fd`` once the
-function's code is loaded, which is when the front end starts routing requests to it. The front
-end admits at most ``concurrency`` requests at once to one instance; this server runs each
-connection in a thread and calls the WSGI app (functions-framework's Flask app) itself: a lean
-HTTP/1.1 server, as the front end is, since every push crosses both. Killing this process (a
-crash, a timeout, ``kill -9``) is losing the instance: the front end answers its requests with
-503 or 504 and starts a fresh one.
+The front end (localcloud/frontend.py) starts each instance with the functions-framework CLI, as a
+user would run it::
+
+    functions-framework --source SRC --target T --signature-type S --host 127.0.0.1 --port P
+
+which loads the function's code and serves it with gunicorn. gunicorn's settings come from the
+variables functions-framework reads: ``WORKERS=1`` and ``THREADS`` = the function's concurrency
+(1: gunicorn's sync worker, one request per connection; more: its gthread worker, with
+keep-alive). No gunicorn timeout (``CLOUD_RUN_TIMEOUT_SECONDS`` is not set): the front end
+enforces the request timeout.
+
+The front end binds the listening socket itself (127.0.0.1, a free port) and hands it over by
+systemd socket activation (``LISTEN_FDS``/``LISTEN_PID``, fd 3), which gunicorn supports: no other
+process can take the port while the code loads, connections wait in its backlog meanwhile, and
+once the instance is gone they are refused at once. The instance is ready when it answers
+``GET /robots.txt`` (functions-framework's own 404, which never calls the function).
+
+An instance is a process group of its own: the functions-framework process (gunicorn's arbiter,
+which loaded the code) and its one worker, a fork of it, which runs the requests; ``pid`` is the
+worker's. The death of either (a crash, ``kill -9``, a timeout) loses the instance: the whole
+group is killed (gunicorn's arbiter would fork a new worker) and the front end starts a fresh
+instance, a cold start, as Cloud Run replaces a lost container.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
 import os
+import select
 import signal
 import socket
-import socketserver
+import subprocess
 import sys
-import traceback
-from urllib.parse import unquote_to_bytes
+import time
+from pathlib import Path
 
-from .http1 import header, read_body, read_head
+HOST = "127.0.0.1"
+STARTING, READY, DEAD = "starting", "ready", "dead"
+# Sent once the process listens; any answer means the worker serves.
+_PROBE = b"GET /robots.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: localcloud-probe\r\nConnection: close\r\n\r\n"
 
-# Headers the server sets itself on a response.
-_DROPPED = {b"content-length", b"transfer-encoding", b"connection", b"keep-alive"}
+
+def cli() -> list[str]:
+    """The functions-framework command of this Python environment."""
+    script = Path(sys.executable).with_name("functions-framework")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "functions_framework"]
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    app = None  # the WSGI application, set on a subclass
-    port = 0
+def _started(pid: int) -> int:
+    """Start time of a process (clock ticks since boot), 0 if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def handle(self) -> None:
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN: scan for the parent pid
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+        return found
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+class Instance:
+    """One instance: its processes, state, requests in flight and kept-alive connections to it."""
+
+    def __init__(self, slot: int, source: str, target: str, signature_type: str, concurrency: int) -> None:
+        self.slot = slot
+        self.state = STARTING
+        self.in_flight = 0
+        self.served = 0
+        self.idle: list = []  # the front end's kept-alive connections (frontend._Upstream)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen(128)
+        self.port = listener.getsockname()[1]
+        fd = listener.fileno()
+        # The shell puts the socket on fd 3 and execs the CLI: same pid, so LISTEN_PID=$$ holds.
+        script = 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"' + ("" if fd == 3 else f" 3<&{fd} {fd}<&-")
+        argv = cli() + ["--source", source, "--target", target, "--signature-type", signature_type,
+                        "--host", HOST, "--port", str(self.port)]
+        env = {**os.environ, "WORKERS": "1", "THREADS": str(concurrency)}
+        try:
+            self.process = subprocess.Popen(["/bin/sh", "-c", script, "sh", *argv], env=env, pass_fds=(fd,),
+                                            stdin=subprocess.DEVNULL, process_group=0)
+        finally:
+            listener.close()  # only the instance keeps it
+        self.server_pid = self.process.pid  # also the process group's id
+        self.worker_pid: int | None = None
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+        self._server_fd = os.pidfd_open(self.server_pid)
+        self._worker_fd: int | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process serving requests: gunicorn's worker once ready, the functions-framework process before."""
+        return self.worker_pid or self.server_pid
+
+    def to_json(self) -> dict:
+        return {
+            "pid": self.pid, "server_pid": self.server_pid, "slot": self.slot, "port": self.port, "state": self.state,
+            "in_flight": self.in_flight, "served": self.served, "started_at": self.started_at, "ready_at": self.ready_at,
+        }
+
+    def wait_ready(self) -> bool:
+        """Block until the instance answers a request (True) or dies first (False); then know its worker."""
+        try:
+            with socket.create_connection((HOST, self.port), timeout=5) as probe:
+                probe.sendall(_PROBE)
+                probe.settimeout(None)
+                readable, _, _ = select.select([probe, self._server_fd], [], [])
+                answered = probe in readable and probe.recv(64).startswith(b"HTTP/")
+        except OSError:
+            answered = False  # refused or reset: the process is gone
+        if answered:
+            workers = sorted(_children(self.server_pid), key=_started)
+            if workers:
+                self.worker_pid = workers[-1]  # forked last: anything the code started at import came before
+                self._worker_fd = _pidfd(self.worker_pid)
+        return answered
+
+    def wait_exit(self) -> None:
+        """Once ready, block until the functions-framework process or its worker ends."""
+        if self._worker_fd is not None:  # None: the worker has ended already
+            select.select([self._server_fd, self._worker_fd], [], [])
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the whole instance (its process group), if it has not been reaped yet."""
+        if self.process.returncode is None:
+            try:
+                os.killpg(self.server_pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def reap(self) -> int:
+        """Wait for the functions-framework process to end, then collect its orphaned workers (the
+        front end is their subreaper); return its exit status (negative: the signal)."""
+        code = self.process.wait()
+        try:
+            os.killpg(self.server_pid, signal.SIGKILL)  # what is left of the group, if anything
+        except OSError:
+            pass
         while True:
             try:
-                head = read_head(self.rfile)
-                if head is None:
-                    return
-                start, headers = head
-                method, target, version = start.split(b" ", 2)
-                if (header(headers, b"expect") or b"").lower() == b"100-continue":
-                    self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = read_body(self.rfile, headers) or b""
-            except (ValueError, OSError):
-                return
-            connection = (header(headers, b"connection") or b"").lower()
-            keep_alive = b"close" not in connection and (version == b"HTTP/1.1" or b"keep-alive" in connection)
-            status, out_headers, data = self._call(method, target, version, headers, body)
-            out = [b"HTTP/1.1 ", status, b"\r\n"]
-            for name, value in out_headers:
-                if name.lower() not in _DROPPED:
-                    out += [name, b": ", value, b"\r\n"]
-            out.append(b"Content-Length: %d\r\n" % len(data))
-            if not keep_alive:
-                out.append(b"Connection: close\r\n")
-            out.append(b"\r\n")
-            try:
-                self.wfile.write(b"".join(out) + (b"" if method == b"HEAD" else data))
-            except OSError:
-                return
-            if not keep_alive:
-                return
-
-    def _call(self, method: bytes, target: bytes, version: bytes, headers, body: bytes):
-        """Run the WSGI app on one request: (status line, headers, body)."""
-        path, _, query = target.partition(b"?")
-        environ = {
-            "REQUEST_METHOD": method.decode("latin-1"),
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-            "QUERY_STRING": query.decode("latin-1"),
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": str(self.port),
-            "SERVER_PROTOCOL": version.decode("latin-1"),
-            "REMOTE_ADDR": self.client_address[0],
-            "REMOTE_PORT": str(self.client_address[1]),
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        for name, value in headers:
-            key = name.decode("latin-1").upper().replace("-", "_")
-            if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
-                continue
-            if key == "CONTENT_TYPE":
-                environ[key] = value.decode("latin-1")
-                continue
-            key = "HTTP_" + key
-            text = value.decode("latin-1")
-            environ[key] = environ[key] + "," + text if key in environ else text
-        answer: dict = {}
-        chunks: list[bytes] = []
-
-        def start_response(status, response_headers, exc_info=None):
-            if exc_info and answer.get("sent"):
-                raise exc_info[1].with_traceback(exc_info[2])
-            answer["status"], answer["headers"] = status, response_headers
-            return chunks.append
-
-        try:
-            result = self.app(environ, start_response)
-            try:
-                for chunk in result:
-                    if chunk:
-                        chunks.append(chunk)
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
-            answer["sent"] = True
-        except Exception:
-            traceback.print_exc()
-            return b"500 Internal Server Error", [(b"Content-Type", b"text/plain")], b"Internal Server Error\n"
-        out_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer["headers"]]
-        return answer["status"].encode("latin-1"), out_headers, b"".join(chunks)
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcloud.instance", description=__doc__.splitlines()[0])
-    parser.add_argument("--fd", type=int, required=True, help="listening socket inherited from the front end")
-    parser.add_argument("--ready-fd", type=int, required=True, help="pipe to write one byte to once loaded")
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--target", required=True)
-    parser.add_argument("--signature-type", default="http")
-    args = parser.parse_args(argv)
-
-    import functions_framework
-
-    app = functions_framework.create_app(args.target, args.source, args.signature_type)
-    listener = socket.socket(fileno=args.fd)
-    handler = type("Handler", (_Handler,), {"app": staticmethod(app), "port": listener.getsockname()[1]})
-    server = _Server(listener.getsockname(), handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = listener
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    os.write(args.ready_fd, b"1")
-    os.close(args.ready_fd)
-    try:
-        server.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+                os.waitpid(-self.server_pid, 0)
+            except ChildProcessError:
+                break
+        for fd in (self._server_fd, self._worker_fd):
+            if fd is not None:
+                os.close(fd)
+        self._server_fd = self._worker_fd = None
+        return code

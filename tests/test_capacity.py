@@ -2,7 +2,8 @@
 
 At most max_instances x concurrency requests run at once; one more waits up to the pending
 timeout, then gets 429; a request past its timeout gets 504 and its instance is replaced; an
-instance killed mid-request fails that request (503) and a fresh instance serves the next ones.
+instance killed mid-request (its gunicorn worker or its functions-framework process) fails that request
+(503) and a fresh instance serves the next ones.
 """
 
 from __future__ import annotations
@@ -141,3 +142,35 @@ def test_concurrency_is_per_instance(cloud):
     assert len({pid for _, pid, _ in results}) == 1  # one instance took three at once
     assert all(took < 1.8 for took, _, _ in results[:3])  # three ran together
     assert results[3][0] > 1.8  # the fourth waited for one of them
+
+
+def test_kill_9_of_the_functions_framework_process_mid_request_takes_its_worker_and_the_instance_is_replaced(cloud):
+    _wait(lambda: len(_ready_pids(cloud, "pair")) == 2, what="two instances")
+    request, result = _in_background(_get, cloud, "pair", 30)
+    (busy,) = _wait(lambda: [i for i in cloud.instances("pair") if i["in_flight"] and i["state"] == "ready"],
+                    what="a busy instance")
+    os.kill(busy["server_pid"], signal.SIGKILL)  # not the worker running the request: gunicorn's arbiter
+    request.join(10)
+    status, text, took = result[0]
+    assert status == 503 and "connection to the instance had an error" in text and took < 10
+    _wait(lambda: _zombie(busy["pid"]), what="the worker killed with its instance")
+    _wait(lambda: len(pids := _ready_pids(cloud, "pair")) == 2 and busy["pid"] not in pids, what="a replacement")
+
+
+def _proc(pid: int, name: str) -> bytes:
+    with open(f"/proc/{pid}/{name}", "rb") as file:
+        return file.read()
+
+
+def test_an_instance_is_a_functions_framework_server_and_its_gunicorn_worker(cloud):
+    (instance,) = _wait(lambda: [i for i in cloud.instances("shared") if i["state"] == "ready"], what="an instance")
+    server, worker = instance["server_pid"], instance["pid"]
+    argv = _proc(server, "cmdline").split(b"\0")
+    assert any(arg.endswith(b"functions-framework") for arg in argv) or b"functions_framework" in argv
+    assert argv[argv.index(b"--host") + 1] == b"127.0.0.1" and argv[argv.index(b"--port") + 1] == str(instance["port"]).encode()
+    assert int(_proc(worker, "stat").rsplit(b")", 1)[1].split()[1]) == server  # the worker gunicorn forked
+    environ = dict(item.split(b"=", 1) for item in _proc(worker, "environ").split(b"\0") if b"=" in item)
+    assert environ[b"K_SERVICE"] == environ[b"K_CONFIGURATION"] == b"shared" and environ[b"K_REVISION"]
+    assert (environ[b"FUNCTION_TARGET"], environ[b"FUNCTION_SIGNATURE_TYPE"]) == (b"sleeper", b"http")
+    assert (environ[b"WORKERS"], environ[b"THREADS"]) == (b"1", b"3")  # one worker, concurrency threads
+    assert _get(cloud, "shared")[1]["pid"] == worker  # the worker serves the requests

@@ -92,7 +92,8 @@ def test_up_twice_then_down_leaves_none_of_our_processes(tmp_path):
     status = _cli("status", "--topology", str(topology), "--run-dir", str(run_dir))
     assert status.returncode == 0, status.stdout + status.stderr
     started = _our_processes(run_dir)
-    assert len(started) == 5  # emulator, fake-gcs, the function's front end + its 2 instances
+    # emulator, fake-gcs, the function's front end + its 2 instances (functions-framework + its gunicorn worker each)
+    assert len(started) == 7
 
     began = time.monotonic()
     second = _cli("up", "--topology", str(topology), "--run-dir", str(run_dir))

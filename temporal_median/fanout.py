@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
-import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -25,21 +25,14 @@ log = get_logger("temporal_median.fanout")
 
 PUBLISH_TIMEOUT_SECONDS = 120
 
-_publisher_lock = threading.Lock()
-_publisher = None
-
-
+@functools.lru_cache(maxsize=1)
 def publisher():
     """The process's Pub/Sub publisher, batching up to 100 messages (honours PUBSUB_EMULATOR_HOST)."""
-    global _publisher
-    with _publisher_lock:
-        if _publisher is None:
-            from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1
 
-            _publisher = pubsub_v1.PublisherClient(
-                batch_settings=pubsub_v1.types.BatchSettings(max_messages=100, max_bytes=8 << 20, max_latency=0.05)
-            )
-        return _publisher
+    return pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=100, max_bytes=8 << 20, max_latency=0.05)
+    )
 
 
 def list_inputs(request: JobRequest, settings: Settings) -> tuple[str, ...]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -48,19 +48,12 @@ class GsUrl:
         return f"gs://{self.bucket}/{self.key}"
 
 
-_client_lock = threading.Lock()
-_client = None
-
-
+@functools.lru_cache(maxsize=1)
 def client():
     """The process's storage client, created on first use (honours STORAGE_EMULATOR_HOST)."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            from google.cloud import storage as gcs
+    from google.cloud import storage as gcs
 
-            _client = gcs.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
-        return _client
+    return gcs.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
 
 
 def classify(exc: BaseException, what: str, url: GsUrl | None = None) -> TemporalMedianError | None:

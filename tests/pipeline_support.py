@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from handlers.support import EMULATORS, GOOGLE_MISSING, clean_environ, write_topology
+from handlers.support import EMULATORS, clean_environ, write_topology
 
 from localcloud import LocalCloud
 from localcloud.topology import deep_merge
@@ -76,8 +76,8 @@ def reset_clients() -> None:
     from temporal_median.settings import get_settings
 
     get_settings.cache_clear()
-    storage._client = None
-    fanout._publisher = None
+    storage.client.cache_clear()
+    fanout.publisher.cache_clear()
 
 
 @contextmanager

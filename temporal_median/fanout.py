@@ -9,15 +9,22 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from . import storage
-from .errors import InputUnreadable, JobConflict, JobNotFound, NoInputs, RequestTooLarge, TransientError
-from .grid import Grid, TileId
 from .clock import isoformat, parse_time, utcnow
+from .errors import (
+    InputUnreadable,
+    JobConflict,
+    JobNotFound,
+    NoInputs,
+    RequestTooLarge,
+    TransientError,
+)
+from .grid import Grid, TileId
+from .logs import get_logger
 from .manifest import Manifest
 from .paths import JobPaths, parse_attempt_object, parse_error_object
 from .request import JobRequest
 from .scenes import Scene
 from .selection import SelectionResult, select
-from .logs import get_logger
 from .settings import Settings
 from .storage import INPUT_SUFFIXES, GsUrl
 

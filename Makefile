@@ -6,12 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_INPUT ?= data/sample
 DEMO_OUTPUT ?= out/demo
+# The ahead-of-time median kernels (temporal_median/kernel_loader.py): built here, never committed,
+# shipped by terraform apply when present. Without a C compiler the workers use numba's JIT.
+KERNELS_LIB := temporal_median/kernels-x86-64-v3.so
+KERNEL_SOURCES := temporal_median/kernels.py temporal_median/kernel_build.py temporal_median/kernel_loader.py
 
-.PHONY: help venv test demo sample up down status env bench tf-check clean
+.PHONY: help venv kernels test demo sample up down status env bench tf-check clean
 
 help:
 	@echo "make demo      set up, generate the sample series, compute its median on the local cloud ($(DEMO_OUTPUT))"
 	@echo "make test      set up and run the test suite"
+	@echo "make kernels   build the ahead-of-time median kernels (fast cold starts; terraform apply ships them)"
 	@echo "make up|down   start / stop the local cloud (emulators + function servers); make status, make env"
 	@echo "make bench     run the benchmarks (figures and ratios, printed)"
 	@echo "make tf-check  offline Terraform checks (fmt, wiring, zips, checkov)"
@@ -24,10 +29,15 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-test: venv
+kernels: $(KERNELS_LIB)
+
+$(KERNELS_LIB): $(STAMP) $(KERNEL_SOURCES)
+	$(PY) -m temporal_median.kernel_build --out $@
+
+test: venv kernels
 	$(PY) -m pytest -q
 
-demo: venv
+demo: venv kernels
 	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)
 	$(PY) -m temporal_median_cli run $(DEMO_INPUT) $(DEMO_OUTPUT)
 	@echo "results in $(DEMO_OUTPUT)/; the local cloud is still up for curl (see README), 'make down' stops it"
@@ -35,7 +45,7 @@ demo: venv
 sample: venv
 	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)
 
-up: venv
+up: venv kernels
 	$(PY) -m localcloud up
 
 down: venv
@@ -47,7 +57,7 @@ status: venv
 env: venv
 	@$(PY) -m localcloud env
 
-bench: venv
+bench: venv kernels
 	$(PY) bench/bench_kernel.py
 	$(PY) bench/bench_tile.py
 	$(PY) bench/bench_coldstart.py
@@ -63,4 +73,4 @@ tf-check: venv
 
 clean:
 	-$(PY) -m localcloud down
-	rm -rf .localcloud out data/sample bench/.data
+	rm -rf .localcloud out data/sample bench/.data $(KERNELS_LIB)

@@ -15,6 +15,8 @@ import numpy as np
 from numba import config as numba_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# This tree's core, not whichever one the environment has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from course_baseline import course_median  # noqa: E402
 
@@ -27,10 +29,12 @@ PER_BAND_GOAL = 100.0  # numpy.ma / per-band
 MA_BYTES_PER_SAMPLE = 15
 
 _COLD_CODE = """
-import time
+import sys, time
+sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 import numpy as np
 from temporal_median import median
+median.use_kernels({backend!r})
 t1 = time.perf_counter()
 median.{func}(np.ones((2, 3, 4, 4), np.uint8))
 t2 = time.perf_counter()
@@ -79,18 +83,18 @@ def timed(func, repeat: int) -> tuple[float, float, object]:
     return min(times), float(np.median(times)), result
 
 
-def cold_compile(func: str) -> tuple[float, float]:
-    """(import, first call) seconds of ``func`` in a fresh process with an empty numba cache."""
+def cold_compile(func: str, backend: str = "jit") -> tuple[float, float, float]:
+    """(import, first call, first call of the next process) seconds of ``func`` in fresh processes
+    sharing a new, empty numba cache, with ``backend`` kernels ("jit": numba compiles, then loads
+    from its cache; "aot": the ahead-of-time library, nothing to compile)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    code = _COLD_CODE.format(func=func, root=root, backend=backend)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        out = subprocess.run(
-            [sys.executable, "-c", _COLD_CODE.format(func=func)], env=env, check=True, capture_output=True, text=True
-        ).stdout.split()
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout.split()
         compiled = float(out[1])
         # Same process start again: the cache is now filled, as on a warm container image.
-        out2 = subprocess.run(
-            [sys.executable, "-c", _COLD_CODE.format(func=func)], env=env, check=True, capture_output=True, text=True
-        ).stdout.split()
+        out2 = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout.split()
     return float(out[0]), compiled, float(out2[1])
 
 
@@ -144,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
 
     lum_min, lum_med, lum = timed(lambda: luminance_median(stack), args.repeat)
     pb_min, pb_med, pb = timed(lambda: per_band_median(stack), args.repeat)
+    from temporal_median import median as median_module
+
+    jit_rows = []
+    if median_module.kernel_backend() == "aot":
+        # The same kernels compiled by numba for this very CPU, side by side.
+        median_module.use_kernels("jit")
+        luminance_median(stack[:, :, :1, :8].copy()), per_band_median(stack[:, :, :1, :8].copy())
+        jit_rows = [("luminance (numba JIT, this CPU)", *timed(lambda: luminance_median(stack), args.repeat)[:2]),
+                    ("per-band (numba JIT, this CPU)", *timed(lambda: per_band_median(stack), args.repeat)[:2])]
+        median_module.use_kernels("auto")
     base_min, _, base = timed(lambda: course_median(stack), 1)
     rss_before_ma = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     same = np.array_equal(base[0], lum.rgb) and np.array_equal(base[1], lum.count)
@@ -152,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'per window of ' + str(args.size) + ' x ' + str(args.size):32s} {'min s':>8s} {'median s':>9s}")
     print(f"{'luminance (this kernel)':32s} {lum_min:8.3f} {lum_med:9.3f}")
     print(f"{'per-band (this kernel)':32s} {pb_min:8.3f} {pb_med:9.3f}")
+    for label, best, med in jit_rows:
+        print(f"{label:32s} {best:8.3f} {med:9.3f}")
     print(f"{'course naive numba (1 run)':32s} {base_min:8.3f}")
     print(f"luminance agrees with the course median: {'yes' if same else 'NO'}")
     print(f"peak RSS so far (stack + outputs + baseline): {rss_before_ma / 2**20:.0f} MiB")
@@ -183,13 +199,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print("compile (first call in this process; cache may be warm): " + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items()))
+    from temporal_median import median as median_module
+
+    print(f"kernels timed above: {median_module.kernel_backend()} (aot: the ahead-of-time library; jit: numba)")
     if not args.skip_cold:
         for func in ("luminance_median", "per_band_median"):
-            imp, compiled, cached = cold_compile(func)
+            imp, compiled, cached = cold_compile(func, "jit")
             print(
-                f"fresh process, empty cache: {func}: import {imp:.2f} s, compile {compiled:.2f} s; "
+                f"fresh process, JIT, empty numba cache: {func}: import {imp:.2f} s, compile {compiled:.2f} s; "
                 f"next process (cache filled): {cached:.2f} s"
             )
+            if median_module.kernel_backend() == "aot":
+                imp, first, _ = cold_compile(func, "aot")
+                print(f"fresh process, ahead-of-time library: {func}: import {imp:.2f} s, first call {first:.2f} s")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numba import config as numba_config
 
 from .errors import InvalidRequest
-from .kernels import KERNELS
+from .kernel_loader import kernel_backend, loaded_kernels, prepare, use_kernels  # noqa: F401 - re-exported
 from .methods import DEFAULT_METHOD, METHODS, check_method  # noqa: F401 - re-exported
 
 #: Largest T: per-pixel counts are uint16.
@@ -79,31 +79,38 @@ def _check_out(out, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _threads() -> int:
     # NUMBA_NUM_THREADS (default: the usable cores) sizes the pool, as it would numba's own.
-    return max(1, int(numba_config.NUMBA_NUM_THREADS))
+    value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
-def _call(kernel, stack: np.ndarray, rgb: np.ndarray, count: np.ndarray) -> None:
+def _call(method: str, stack: np.ndarray, rgb: np.ndarray, count: np.ndarray) -> None:
     """Run ``kernel`` over all rows of a C-contiguous stack, in row chunks on a thread pool.
 
     The kernels release the GIL; plain threads cost no compile time, unlike numba's
     ``parallel=True`` which more than doubles it (cold start matters more than the pool).
     Many small chunks keep both cores busy when a neighbour process steals one.
     """
+    kernel = loaded_kernels().run
     height = stack.shape[2]
     threads = min(_threads(), height)
     if threads == 1:
-        kernel(stack, rgb, count, 0, height)
+        kernel(method, stack, rgb, count, 0, height)
         return
     rows = max(1, min(_CHUNK_ROWS, -(-height // threads)))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="median") as pool:
         futures = [
-            pool.submit(kernel, stack, rgb, count, y0, min(height, y0 + rows)) for y0 in range(0, height, rows)
+            pool.submit(kernel, method, stack, rgb, count, y0, min(height, y0 + rows)) for y0 in range(0, height, rows)
         ]
         for future in futures:
             future.result()
 
 
-def _run(kernel, stack: np.ndarray, out) -> MedianResult:
+def _run(method: str, stack: np.ndarray, out) -> MedianResult:
     _check_stack(stack)
     n_samples, _, height, width = stack.shape
     rgb, count = _check_out(out, height, width)
@@ -114,11 +121,11 @@ def _run(kernel, stack: np.ndarray, out) -> MedianResult:
     direct_out = rgb.flags.c_contiguous and count.flags.c_contiguous
     if stack.flags.c_contiguous:
         if direct_out:
-            _call(kernel, stack, rgb, count)
+            _call(method, stack, rgb, count)
         else:
             tmp_rgb = np.empty((3, height, width), np.uint8)
             tmp_count = np.empty((height, width), np.uint16)
-            _call(kernel, stack, tmp_rgb, tmp_count)
+            _call(method, stack, tmp_rgb, tmp_count)
             rgb[...] = tmp_rgb
             count[...] = tmp_count
         return MedianResult(rgb, count)
@@ -128,7 +135,7 @@ def _run(kernel, stack: np.ndarray, out) -> MedianResult:
         strip = np.ascontiguousarray(stack[:, :, y0:y1, :])
         strip_rgb = np.empty((3, y1 - y0, width), np.uint8)
         strip_count = np.empty((y1 - y0, width), np.uint16)
-        _call(kernel, strip, strip_rgb, strip_count)
+        _call(method, strip, strip_rgb, strip_count)
         rgb[:, y0:y1, :] = strip_rgb
         count[y0:y1, :] = strip_count
     return MedianResult(rgb, count)
@@ -159,7 +166,7 @@ def luminance_median(stack: np.ndarray, out: tuple[np.ndarray, np.ndarray] | Non
     InvalidRequest
         If ``stack`` or ``out`` has the wrong type, shape or dtype.
     """
-    return _run(KERNELS["luminance"], stack, out)
+    return _run("luminance", stack, out)
 
 
 def per_band_median(stack: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None) -> MedianResult:
@@ -186,7 +193,7 @@ def per_band_median(stack: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None
     InvalidRequest
         If ``stack`` or ``out`` has the wrong type, shape or dtype.
     """
-    return _run(KERNELS["per-band"], stack, out)
+    return _run("per-band", stack, out)
 
 
 def compute_median(stack: np.ndarray, method: str = DEFAULT_METHOD, out=None) -> MedianResult:
@@ -210,4 +217,4 @@ def compute_median(stack: np.ndarray, method: str = DEFAULT_METHOD, out=None) ->
     InvalidRequest
         On an unknown method or a bad stack or ``out``.
     """
-    return _run(KERNELS[check_method(method)], stack, out)
+    return _run(check_method(method), stack, out)

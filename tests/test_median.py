@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from temporal_median import kernel_loader
 from temporal_median.errors import InvalidRequest
 from temporal_median.median import (
     DEFAULT_METHOD,
@@ -20,7 +21,6 @@ from temporal_median.median import (
     luminance_median,
     per_band_median,
 )
-
 
 # ------------------------------------------------------------------------------------------
 # Brute force: the course definitions written as directly as possible, one pixel at a time.
@@ -252,3 +252,70 @@ def test_bad_stack_is_invalid_request(stack, message):
 def test_bad_out_is_invalid_request(out, message):
     with pytest.raises(InvalidRequest, match=message):
         luminance_median(np.ones((2, 3, 4, 4), np.uint8), out=out)
+
+
+# ------------------------------------------------------------------------------------------
+# Backends: the ahead-of-time library (kernels-x86-64-v3.so) and numba's JIT run one source.
+# ------------------------------------------------------------------------------------------
+
+
+def _aot_available() -> bool:
+    try:
+        kernel_loader._AotKernels()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def restore_backend():
+    from temporal_median import median
+
+    yield median
+    median.use_kernels("auto")
+
+
+@pytest.mark.skipif(not _aot_available(), reason="no current ahead-of-time kernels library for this CPU")
+@pytest.mark.parametrize("shape", [(1, 3, 2, 5), (7, 3, 3, 64), (40, 3, 5, 129), (300, 3, 2, 70)])
+def test_ahead_of_time_and_jit_kernels_agree(restore_backend, shape):
+    median = restore_backend
+    rng = np.random.default_rng(sum(shape))
+    stack = rng.choice(np.array([0, 1, 2, 100, 101, 127, 128, 200, 254, 255], np.uint8), size=shape)
+    results = {}
+    for backend in ("aot", "jit"):
+        assert median.use_kernels(backend) == backend
+        results[backend] = [compute_median(stack, method) for method in METHODS]
+    for aot, jit in zip(results["aot"], results["jit"]):
+        np.testing.assert_array_equal(aot.rgb, jit.rgb)
+        np.testing.assert_array_equal(aot.count, jit.count)
+
+
+def test_without_the_library_the_jit_serves(restore_backend, monkeypatch, tmp_path):
+    median = restore_backend
+    monkeypatch.setattr(kernel_loader, "AOT_LIBRARY", tmp_path / "missing.so")
+    assert median.use_kernels("auto") == "jit"
+    with pytest.raises(OSError):
+        median.use_kernels("aot")
+    with pytest.raises(InvalidRequest):
+        median.use_kernels("fast")
+    # A failed choice leaves the previous one in place.
+    assert median.kernel_backend() == "jit"
+    assert_matches_brute_force(make_stack([(10, 20, 30), (0, 5, 5), (40, 40, 40)]))
+
+
+def test_a_shipped_library_is_current():
+    """The library beside kernels.py, when there, was built from these sources (else: make kernels)."""
+    library = kernel_loader.AOT_LIBRARY
+    if not library.exists() or kernel_loader.AOT_CPU_FLAGS - kernel_loader._cpu_flags():
+        pytest.skip("no ahead-of-time kernels library here, or not for this CPU")
+    kernel_loader._AotKernels()  # raises OSError naming the rebuild command when stale
+
+
+@pytest.mark.skipif(not _aot_available(), reason="no current ahead-of-time kernels library for this CPU")
+def test_a_library_built_from_other_sources_is_refused_and_the_jit_serves(restore_backend, monkeypatch):
+    median = restore_backend
+    monkeypatch.setattr(kernel_loader, "source_sha256", lambda: "0" * 64)
+    with pytest.raises(OSError, match="make kernels"):
+        median.use_kernels("aot")
+    assert median.use_kernels("auto") == "jit"
+

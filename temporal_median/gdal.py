@@ -11,7 +11,13 @@ from typing import Sequence
 import rasterio
 from rasterio.env import get_gdal_config
 
-from .errors import InputUnreadable, InvalidRequest, StorageUnavailable, TemporalMedianError, is_transient_status
+from .errors import (
+    InputUnreadable,
+    InvalidRequest,
+    StorageUnavailable,
+    TemporalMedianError,
+    is_transient_status,
+)
 
 #: GDAL's block cache while reading or assembling, in bytes (rasterio passes an int to
 #: GDALSetCacheMax64). GDAL's default is 5% of RAM (1.2 GB on a 24 GB box): far too much for a
@@ -177,7 +183,7 @@ def gdal_error(exc: BaseException, url: str, action: str) -> TemporalMedianError
     return InputUnreadable(f"{url}: cannot {action}: {text}")
 
 
-def _loaded_gdal():
+def loaded_gdal():
     """ctypes handle on the GDAL library rasterio loaded (Linux), or None."""
     try:
         with open("/proc/self/maps") as maps:
@@ -200,7 +206,7 @@ def forget_remote_files() -> None:
     the process; a retried message on the same instance would then fail permanently on what
     was a passing network error. Best effort: a no-op where the library cannot be reached.
     """
-    lib = _loaded_gdal()
+    lib = loaded_gdal()
     if lib is not None and hasattr(lib, "VSICurlClearCache"):
         lib.VSICurlClearCache()
 

@@ -9,13 +9,22 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import rasterio
+from rasterio.crs import CRS
 from rasterio.enums import Interleaving
 from rasterio.errors import RasterioError
-from rasterio.crs import CRS
 from rasterio.transform import Affine
+from rasterio.windows import Window as RioWindow
 
 from .errors import InputMismatch, InvalidRequest, NoInputs
-from .gdal import forget_remote_files_on_transient, gdal_env, gdal_error, read_threads, to_gdal_path
+from .gdal import (
+    forget_remote_files_on_transient,
+    gdal_env,
+    gdal_error,
+    read_threads,
+    to_gdal_path,
+)
+from .gdalc import GDT_BYTE, GdalCallError, Raster, open_raster, read_head
+from .geotiff import geotiff_keys
 from .grid import RasterGrid, Window
 
 
@@ -99,27 +108,6 @@ class Reference:
             )
 
 
-def probe_all(
-    urls: Sequence[str], pool: ThreadPoolExecutor, expected: RasterGrid | None, window: Window | None = None
-) -> tuple[RasterGrid, list[SceneFacts]]:
-    """Open every url concurrently, check it, close it; the reference grid and each scene's facts.
-
-    The reference is ``expected`` if given, else the first scene's grid. Datasets are not kept
-    open: GDAL keeps about a decoded block and a compressed one per open dataset (~1.5 MB for
-    512 x 512 RGB), which for 216 scenes is more than the read buffers themselves.
-    """
-    futures = [pool.submit(probe, url, window) for url in urls]
-    wait_all(futures)
-    scenes = [future.result() for future in futures]
-    if expected is not None:
-        reference = Reference.of(expected, "the expected grid")
-    else:
-        reference = Reference.of(scenes[0].grid, f"the first scene {urls[0]}")
-    for scene, url in zip(scenes, urls):
-        reference.check(scene, url)
-    return reference.grid, scenes
-
-
 def check_urls(urls) -> list[str]:
     """The inputs as a list; NoInputs if empty, InvalidRequest on a value GDAL cannot read."""
     if isinstance(urls, str) or not isinstance(urls, Sequence):
@@ -182,7 +170,11 @@ def inspect_inputs(urls: Sequence[str], *, max_workers: int | None = None) -> Ra
     with gdal_env(), ExitStack() as stack:
         pool = ThreadPoolExecutor(max_workers=read_threads(urls, max_workers), thread_name_prefix="tm-open")
         stack.callback(shutdown, pool)
-        return probe_all(urls, pool, None)[0]
+        # The first scene through rasterio (its grid is the reference, CRS named as rasterio
+        # names it); the others checked against it by the direct reader, PROJ once per CRS.
+        reference = Reference.of(probe(urls[0], None).grid, f"the first scene {urls[0]}")
+        wait_all([pool.submit(check_scene, url, reference) for url in urls[1:]])
+        return reference.grid
 
 
 def wait_all(futures: list[Future]) -> None:
@@ -217,3 +209,137 @@ def _window_block_bytes(ds, window: Window) -> int:
     return total
 
 
+# --------------------------------------------------------------------------------------------
+# Reading windows: one open per scene read, checked against the reference by that same open.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadCheck:
+    """What a first read of a scene checks it against, and the tile's window (for its byte count)."""
+
+    reference: Reference
+    window: Window | None
+
+
+#: (GeoTIFF keys or WKT, reference CRS) -> same CRS? GDAL builds a scene's CRS through PROJ
+#: (about 1 ms of CPU per scene, 0.2 s of a 216-scene window); scenes of a series carry the same
+#: GeoTIFF keys, byte for byte, so PROJ compares them once, not once per scene.
+_SAME_CRS: dict[tuple, bool] = {}
+#: Bytes of a scene's head searched for its GeoTIFF keys (a COG's header holds them).
+_HEAD_BYTES = 16384
+
+
+def _same_crs(raster: Raster, path: str, reference: Reference) -> bool:
+    keys = geotiff_keys(read_head(path, _HEAD_BYTES) or b"")
+    key = (keys, reference.grid.crs) if keys is not None else None
+    same = _SAME_CRS.get(key) if key is not None else None
+    if same is None:
+        wkt = raster.projection()
+        if not wkt or reference.crs is None:
+            same = not wkt and reference.crs is None
+        else:
+            same = CRS.from_wkt(wkt) == reference.crs
+        if key is not None:
+            if len(_SAME_CRS) > 256:
+                _SAME_CRS.clear()
+            _SAME_CRS[key] = same
+    return same
+
+
+def _matches(raster: Raster, path: str, reference: Reference) -> bool:
+    """True when the scene passes every check of :meth:`Reference.check` (PROJ once per distinct CRS)."""
+    grid = reference.grid
+    if raster.count != 3 or (raster.width, raster.height) != (grid.width, grid.height):
+        return False
+    if any(raster.data_type(band) != GDT_BYTE for band in (1, 2, 3)):
+        return False
+    if not Affine.from_gdal(*raster.gdal_transform()).almost_equals(grid.affine, precision=1e-6):
+        return False
+    return _same_crs(raster, path, reference)
+
+
+def _raster_block_bytes(raster: Raster, window: Window) -> int:
+    """:func:`_window_block_bytes` through the direct reader."""
+    block_h, block_w = raster.block_shape(1)
+    row_end = min(window.row_off + window.height, raster.height)
+    col_end = min(window.col_off + window.width, raster.width)
+    if row_end <= window.row_off or col_end <= window.col_off:
+        return 0
+    bands = [1, 2, 3] if (raster.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() == "BAND" else [1]
+    total = 0
+    for by in range(window.row_off // block_h, (row_end - 1) // block_h + 1):
+        for bx in range(window.col_off // block_w, (col_end - 1) // block_w + 1):
+            for band in bands:
+                size = raster.metadata_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", band)
+                if size is None:
+                    return 0
+                total += int(size)
+    return total
+
+
+def _read_with_rasterio(url: str, window: tuple, out, check: ReadCheck | None) -> int:
+    """:func:`read_scene` through rasterio (where the direct reader is unavailable)."""
+    col_off, row_off, width, height = window
+    # A bare Env in the worker thread: no process-wide option churn (see probe).
+    with rasterio.Env():
+        with open_scene(url) as ds:
+            window_bytes = 0
+            if check is not None:
+                scene = scene_facts(ds, check.window)
+                check.reference.check(scene, url)
+                window_bytes = scene.window_bytes
+            try:
+                ds.read(indexes=[1, 2, 3], window=RioWindow(col_off, row_off, width, height), out=out)
+            except (RasterioError, OSError) as exc:
+                raise gdal_error(exc, url, f"read window {window}") from exc
+            return window_bytes
+
+
+def check_scene(url: str, reference: Reference) -> None:
+    """Open ``url`` and check it against ``reference`` (InputMismatch as :meth:`Reference.check`
+    words it; InputUnreadable or StorageUnavailable if it cannot be opened)."""
+    path = to_gdal_path(url)
+    try:
+        raster = open_raster(path)
+    except GdalCallError as exc:
+        raise gdal_error(exc, url, "open raster") from exc
+    if raster is not None:
+        with raster:
+            if _matches(raster, path, reference):
+                return
+    reference.check(probe(url, None), url)
+
+
+def read_scene(url: str, window: tuple, out, check: ReadCheck | None = None) -> int:
+    """Read bands 1-3 of ``window`` = (col_off, row_off, width, height) of ``url`` into ``out``.
+
+    ``out`` is a C-contiguous (3, height, width) uint8 array. With ``check``, the scene is first
+    checked against ``check.reference`` by the same open (InputMismatch naming it, as
+    :meth:`Reference.check` words it), and the compressed bytes of the blocks ``check.window``
+    touches are returned (else 0). Reads go through GDAL's C API directly when possible
+    (:func:`temporal_median.gdalc.open_raster`), else through rasterio; failures are mapped by
+    :func:`temporal_median.gdal.gdal_error` either way.
+    """
+    window = tuple(int(v) for v in window)
+    path = to_gdal_path(url)
+    try:
+        raster = open_raster(path)
+    except GdalCallError as exc:
+        raise gdal_error(exc, url, "open raster") from exc
+    if raster is None:
+        return _read_with_rasterio(url, window, out, check)
+    with raster:
+        window_bytes = 0
+        if check is not None:
+            if not _matches(raster, path, check.reference):
+                # Let rasterio word the mismatch exactly as inspect_inputs does.
+                with rasterio.Env(), open_scene(url) as ds:
+                    check.reference.check(scene_facts(ds, None), url)
+            if check.window is not None:
+                window_bytes = _raster_block_bytes(raster, check.window)
+        try:
+            raster.read(*window, out)
+        except GdalCallError as exc:
+            raise gdal_error(exc, url, f"read window {window}") from exc
+    return window_bytes

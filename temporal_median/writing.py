@@ -65,8 +65,21 @@ def write_tile(dest_path, rgb: np.ndarray, count: np.ndarray, transform, crs, pr
     np.minimum(count, 255, out=data[3], casting="unsafe")
     # nodata=0 must mean "no valid sample" in every band, and only that.
     empty = data[3] == 0
-    if np.any(data[:3][:, empty]) or np.any(data[:3][:, ~empty] == 0):
+    if any(not np.array_equal(data[band] == 0, empty) for band in range(3)):
         raise InvalidRequest("rgb must be 0 in all bands exactly where count is 0 (0 is nodata)")
+    write_bands(dest_path, data, transform, crs, options)
+
+
+def write_bands(dest_path, data: np.ndarray, transform, crs, options: dict | str = "tile") -> None:
+    """Write ``data``, (4, h, w) uint8 already in tile form (R, G, B, count <= 255, 0 = nodata
+    in every band at once), as a COG, atomically; :func:`write_tile` checks that and calls it.
+
+    ``options`` is a profile name or a profile dict (see :func:`temporal_median.profiles.profile`).
+    """
+    check_dest(dest_path)
+    if isinstance(options, str):
+        options = get_profile(options)
+    _, height, width = data.shape
     if not isinstance(transform, Affine):
         transform = Affine(*tuple(transform)[:6])
 
@@ -87,3 +100,4 @@ def write_tile(dest_path, rgb: np.ndarray, count: np.ndarray, transform, crs, pr
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+

@@ -144,3 +144,69 @@ def test_corrupt_block_is_unreadable(series, tmp_path):
     with pytest.raises(InputUnreadable) as info:
         read_window(series[:1] + [str(path)], Window(256, 256, 10, 10))
     assert str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The direct reader (GDAL's C API through ctypes) gives rasterio's answers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case, error, words",
+    [
+        ("two_bands", InputMismatch, "2 band"),
+        ("uint16", InputMismatch, "uint16"),
+        ("smaller", InputMismatch, "700 x 500"),
+        ("shifted", InputMismatch, "transform"),
+        ("other_crs", InputMismatch, "CRS"),
+        ("missing", InputUnreadable, "No such file"),
+        ("not_a_raster", InputUnreadable, "not recognized"),
+    ],
+)
+def test_windowed_reads_name_the_offending_file_as_inspect_inputs_does(series, odd_scenes, case, error, words):
+    urls = series[:3] + [odd_scenes[case]] + series[3:]
+    with pytest.raises(error) as info:
+        read_window(urls, Window(0, 0, 64, 64), max_workers=2)
+    assert isinstance(info.value, PermanentError)
+    assert odd_scenes[case] in str(info.value) and words in str(info.value)
+
+
+def test_the_direct_reader_is_used_and_reads_like_rasterio(series):
+    from temporal_median.gdalc import open_raster
+
+    raster = open_raster(series[2])
+    assert raster is not None, "rasterio's libgdal should be reachable through ctypes on Linux"
+    with raster, rasterio.open(series[2]) as ds:
+        assert (raster.width, raster.height, raster.count) == (ds.width, ds.height, ds.count)
+        assert raster.block_shape(1) == ds.block_shapes[0]
+        assert Affine.from_gdal(*raster.gdal_transform()) == ds.transform
+        out = np.zeros((3, 311, 300), np.uint8)
+        raster.read(300, 200, 300, 311, out)
+        np.testing.assert_array_equal(out, ds.read(window=Window(300, 200, 300, 311).to_rasterio()))
+
+
+def test_scene_checks_without_rasterio_agree_with_it(series, odd_scenes):
+    from temporal_median.gdal import to_gdal_path
+    from temporal_median.gdalc import open_raster
+    from temporal_median.inputs import Reference, _matches
+
+    reference = Reference.of(inspect_inputs(series[:1]), "the first scene")
+    for path in series + [odd_scenes[c] for c in ("two_bands", "uint16", "smaller", "shifted", "other_crs")]:
+        with open_raster(to_gdal_path(path)) as raster:
+            assert _matches(raster, path, reference) == (path in series), path
+
+
+def test_geotiff_keys_are_found_in_classic_and_big_tiffs(tmp_path):
+    from temporal_median.geotiff import geotiff_keys
+
+    rng = np.random.default_rng(3)
+    data = random_scene(rng, 64, 64)
+    keys = {}
+    for name, crs, big in (("a", "EPSG:32631", "NO"), ("b", "EPSG:32631", "YES"), ("c", "EPSG:32630", "NO")):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs=crs,
+                           transform=TRANSFORM, BIGTIFF=big) as dst:
+            dst.write(data)
+        keys[name] = geotiff_keys(path.read_bytes()[:16384])
+    assert keys["a"] and keys["a"] == keys["b"] != keys["c"]
+    assert geotiff_keys(b"II*\x00") is None and geotiff_keys(b"not a tiff") is None

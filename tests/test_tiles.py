@@ -57,12 +57,14 @@ def test_chunks_tile_the_window_on_block_edges(window, block, n, budget):
     assert (covered == 1).all()
 
 
-def test_a_course_tile_is_two_whole_width_strips_within_the_buffer_budget():
-    chunks = plan_chunks(Window(1024, 1024, 1024, 1024), (512, 512), 216)
-    assert chunks == [(0, 512, 0, 1024), (512, 1024, 0, 1024)]
-    largest = max(216 * 3 * (r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in chunks)
-    # One 340 MB buffer (two would not fit the budget), well inside a 1 GiB worker.
-    assert largest <= CHUNK_BYTES < 2 * largest and largest < 400 << 20
+def test_a_course_tile_is_one_chunk_whatever_the_block_size():
+    # A year of scenes over a 1024 window: 648 MiB, what 1024-pixel blocks need anyway.
+    for block in ((512, 512), (1024, 1024), (256, 256)):
+        assert plan_chunks(Window(1024, 1024, 1024, 1024), block, 216) == [(0, 1024, 0, 1024)]
+    assert CHUNK_BYTES == 216 * 3 * 1024 * 1024
+    # More scenes: whole-width strips of whole block rows, as long as blocks allow.
+    assert plan_chunks(Window(1024, 1024, 1024, 1024), (512, 512), 300) == [(0, 512, 0, 1024), (512, 1024, 0, 1024)]
+    assert plan_chunks(Window(1024, 1024, 1024, 1024), (1024, 1024), 300) == [(0, 1024, 0, 1024)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 
+# This tree's core (children too: they run this file), not whichever one is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 ORIGIN_X, ORIGIN_Y, PIXEL = 300000.0, 4900020.0, 10.0
 
 

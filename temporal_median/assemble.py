@@ -20,7 +20,16 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from .errors import InputMismatch, InvalidRequest
 from .gdal import gdal_env
-from .profiles import BAND_COUNT, BAND_DESCRIPTIONS, NODATA, color_interp, creation_options, profile
+from .gdalc import GdalCallError, open_raster
+from .profiles import (
+    BAND_COUNT,
+    BAND_DESCRIPTIONS,
+    NODATA,
+    OVERVIEW_RESAMPLING,
+    color_interp,
+    creation_options,
+    profile,
+)
 from .vrt import TileSource, georeferencing, tile_error, validate_tiles, vrt_xml
 
 #: Compression of the scratch GTiff the COG is copied from. The COG driver reads it twice (once for
@@ -56,6 +65,17 @@ _PREFETCH = 4
 
 
 def _read_tile(tile: "TileSource") -> np.ndarray:
+    window = tile.window
+    # GDAL's C API directly where it can (no GIL, no rasterio open overhead), else rasterio.
+    try:
+        raster = open_raster(tile.gdal_path)
+        if raster is not None:
+            with raster:
+                data = np.empty((BAND_COUNT, window.height, window.width), np.uint8)
+                raster.read(0, 0, window.width, window.height, data, bands=range(1, BAND_COUNT + 1))
+                return data
+    except GdalCallError as exc:
+        raise tile_error(exc, tile.tile_id, tile.gdal_path, "read tile") from exc
     # A bare Env in the worker thread, as the readers do: no process-wide option churn.
     with rasterio.Env():
         try:
@@ -170,13 +190,23 @@ def build_mosaic(
 
             scratch = os.path.join(work, "scratch.tif")
             _write_scratch(tiles, scratch, width=width, height=height, transform=transform, crs=crs, blocksize=blocksize)
+            # The overviews are computed once, uncompressed, into the scratch itself, then the COG
+            # driver copies them (FORCE_USE_EXISTING) with everything else: 0.39 s instead of
+            # 0.68 s for the demo's 2600 x 2200 mosaic, which the COG driver makes by writing its
+            # overviews compressed to a temporary file and reading them back. Same file, byte
+            # for byte, where the sides divide by the factors; GTiff rounds an odd overview side up.
+            _build_overviews(scratch, width, height, blocksize)
 
             tmp_cog = os.path.join(work, "mosaic.tif")
-            rasterio.shutil.copy(scratch, tmp_cog, driver="COG", **creation_options("mosaic"))
-            os.remove(scratch)
-
             tmp_png = os.path.join(work, "quicklook.png")
-            quicklook(tmp_cog, tmp_png, max_size=quicklook_size)
+            # The quicklook reads the scratch's uncompressed overviews (the same pixels as the
+            # COG's), alongside the COG copy.
+            with ThreadPoolExecutor(1, thread_name_prefix="tm-quicklook") as side:
+                looking = side.submit(_quicklook_in_env, scratch, tmp_png, quicklook_size)
+                rasterio.shutil.copy(scratch, tmp_cog, driver="COG", overviews="FORCE_USE_EXISTING",
+                                     **{k: v for k, v in creation_options("mosaic").items() if k.lower() != "overviews"})
+                looking.result()
+            os.remove(scratch)
 
         os.replace(tmp_cog, cog_path)
         os.replace(tmp_vrt, vrt_path)
@@ -185,6 +215,31 @@ def build_mosaic(
         shutil.rmtree(work, ignore_errors=True)
     written = sum(os.path.getsize(p) for p in (cog_path, vrt_path, png_path))
     return MosaicResult(cog_path, vrt_path, png_path, width, height, written, time.monotonic() - started)
+
+
+def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
+    """The overview factors of the COG driver's OVERVIEWS=AUTO: halve until both sides fit one
+    block (2600 x 2200 -> [2, 4, 8]; 1024 -> [2]; 512 -> [])."""
+    factors, factor = [], 1
+    while -(-max(width, height) // factor) > blocksize:
+        factor *= 2
+        factors.append(factor)
+    return factors
+
+
+def _build_overviews(path: str, width: int, height: int, blocksize: int) -> None:
+    """Internal, uncompressed, nodata-aware averaged overviews of the scratch GTiff at ``path``."""
+    factors = overview_factors(width, height, blocksize)
+    if factors:
+        # GDAL_NUM_THREADS: GDAL computes the overview blocks on all cores.
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(path, "r+") as dst:
+            dst.build_overviews(factors, Resampling[OVERVIEW_RESAMPLING.lower()])
+
+
+def _quicklook_in_env(src_path: str, png_path: str, max_size: int) -> None:
+    # A bare Env in the worker thread, as the readers do: no process-wide option churn.
+    with rasterio.Env():
+        quicklook(src_path, png_path, max_size=max_size)
 
 
 def quicklook(src_path: str, png_path: str, *, max_size: int = 1024) -> None:

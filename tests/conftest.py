@@ -1,3 +1,3 @@
-"""Fixtures shared by the raster tests (defined in raster_support.py): `series` and `fake_gcs`."""
+"""Fixtures shared by the raster tests (defined in raster_support.py): `series`, `odd_scenes` and `fake_gcs`."""
 
-from raster_support import fake_gcs, series  # noqa: F401 - registered as fixtures for every test module
+from raster_support import fake_gcs, odd_scenes, series  # noqa: F401 - registered as fixtures for every test module

@@ -131,3 +131,22 @@ def upload(objects, bucket, paths):
         objects[key] = open(path, "rb").read()
         urls.append(f"gs://{key}")
     return urls
+
+
+@pytest.fixture
+def odd_scenes(tmp_path):
+    """One scene per way of not matching the first."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    ok = random_scene(rng)
+    (folder / "not_a_raster.tif").write_text("hello")
+    return {
+        "two_bands": write_scene(folder / "two_bands.tif", ok[:2]),
+        "uint16": write_scene(folder / "uint16.tif", ok, dtype="uint16"),
+        "smaller": write_scene(folder / "smaller.tif", ok[:, :500, :]),
+        "shifted": write_scene(folder / "shifted.tif", ok, transform=TRANSFORM @ Affine.translation(1, 0)),
+        "other_crs": write_scene(folder / "other_crs.tif", ok, crs="EPSG:32630"),
+        "missing": str(folder / "missing.tif"),
+        "not_a_raster": str(folder / "not_a_raster.tif"),
+    }

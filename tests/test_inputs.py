@@ -11,9 +11,7 @@ from raster_support import (
     HEIGHT,
     TRANSFORM,
     WIDTH,
-    random_scene,
     read_direct,
-    write_scene,
 )
 from rasterio.transform import Affine
 
@@ -50,25 +48,6 @@ def test_raster_grid_from_dict_rejects_malformed(bad):
 def test_inspect_inputs_rejects_empty_list():
     with pytest.raises(NoInputs):
         inspect_inputs([])
-
-
-@pytest.fixture
-def odd_scenes(tmp_path):
-    """One scene per way of not matching the first."""
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "odd"
-    folder.mkdir()
-    ok = random_scene(rng)
-    (folder / "not_a_raster.tif").write_text("hello")
-    return {
-        "two_bands": write_scene(folder / "two_bands.tif", ok[:2]),
-        "uint16": write_scene(folder / "uint16.tif", ok, dtype="uint16"),
-        "smaller": write_scene(folder / "smaller.tif", ok[:, :500, :]),
-        "shifted": write_scene(folder / "shifted.tif", ok, transform=TRANSFORM @ Affine.translation(1, 0)),
-        "other_crs": write_scene(folder / "other_crs.tif", ok, crs="EPSG:32630"),
-        "missing": str(folder / "missing.tif"),
-        "not_a_raster": str(folder / "not_a_raster.tif"),
-    }
 
 
 @pytest.mark.parametrize(
@@ -169,44 +148,3 @@ def test_windowed_reads_name_the_offending_file_as_inspect_inputs_does(series, o
         read_window(urls, Window(0, 0, 64, 64), max_workers=2)
     assert isinstance(info.value, PermanentError)
     assert odd_scenes[case] in str(info.value) and words in str(info.value)
-
-
-def test_the_direct_reader_is_used_and_reads_like_rasterio(series):
-    from temporal_median.gdalc import open_raster
-
-    raster = open_raster(series[2])
-    assert raster is not None, "rasterio's libgdal should be reachable through ctypes on Linux"
-    with raster, rasterio.open(series[2]) as ds:
-        assert (raster.width, raster.height, raster.count) == (ds.width, ds.height, ds.count)
-        assert raster.block_shape(1) == ds.block_shapes[0]
-        assert Affine.from_gdal(*raster.gdal_transform()) == ds.transform
-        out = np.zeros((3, 311, 300), np.uint8)
-        raster.read(300, 200, 300, 311, out)
-        np.testing.assert_array_equal(out, ds.read(window=Window(300, 200, 300, 311).to_rasterio()))
-
-
-def test_scene_checks_without_rasterio_agree_with_it(series, odd_scenes):
-    from temporal_median.gdal import to_gdal_path
-    from temporal_median.gdalc import open_raster
-    from temporal_median.inputs import Reference, _matches
-
-    reference = Reference.of(inspect_inputs(series[:1]), "the first scene")
-    for path in series + [odd_scenes[c] for c in ("two_bands", "uint16", "smaller", "shifted", "other_crs")]:
-        with open_raster(to_gdal_path(path)) as raster:
-            assert _matches(raster, path, reference) == (path in series), path
-
-
-def test_geotiff_keys_are_found_in_classic_and_big_tiffs(tmp_path):
-    from temporal_median.geotiff import geotiff_keys
-
-    rng = np.random.default_rng(3)
-    data = random_scene(rng, 64, 64)
-    keys = {}
-    for name, crs, big in (("a", "EPSG:32631", "NO"), ("b", "EPSG:32631", "YES"), ("c", "EPSG:32630", "NO")):
-        path = tmp_path / f"{name}.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs=crs,
-                           transform=TRANSFORM, BIGTIFF=big) as dst:
-            dst.write(data)
-        keys[name] = geotiff_keys(path.read_bytes()[:16384])
-    assert keys["a"] and keys["a"] == keys["b"] != keys["c"]
-    assert geotiff_keys(b"II*\x00") is None and geotiff_keys(b"not a tiff") is None

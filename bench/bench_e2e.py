@@ -187,6 +187,25 @@ def stage_split(cloud, job: dict) -> dict:
     }
 
 
+def _status_kib(pid: int, field: str) -> int:
+    """A /proc/PID/status figure in KiB (VmHWM: peak RSS; VmRSS: current), 0 if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def instance_memory(cloud) -> list[tuple[int, int]]:
+    """(worker peak RSS, server RSS) in KiB of each median instance: what its container would hold
+    (Cloud Run's memory limit counts every process of the instance, and /tmp, which the tile file
+    passes through for a moment)."""
+    return [(_status_kib(i["pid"], "VmHWM"), _status_kib(i["server_pid"], "VmRSS"))
+            for i in cloud.instances("median") if i["state"] == "ready"]
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -270,6 +289,7 @@ def main(argv=None) -> int:
                   f"pipeline {jobs[-1]['seconds']:.2f} s")
 
         splits = [stage_split(cloud, job) for job in jobs]
+        memory = instance_memory(cloud)
     finally:
         pool.close()
         pool.join()
@@ -321,6 +341,12 @@ def main(argv=None) -> int:
     print(f"    waiting for reads {med('read_wait_sum'):.2f} s, median kernel {med('median_sum'):.2f} s, "
           f"tile write {med('write_sum'):.2f} s, rest (checks, upload) "
           f"{med('tile_handle_sum') - med('read_wait_sum') - med('median_sum') - med('write_sum'):.2f} s")
+    if memory:
+        worker_kib, server_kib = max(memory)
+        total_mib = (worker_kib + server_kib) / 1024
+        print(f"median instance memory over all jobs: worker peak RSS {worker_kib / 1024:.0f} MiB + "
+              f"functions-framework server {server_kib / 1024:.0f} MiB = {total_mib:.0f} MiB "
+              f"({total_mib / 1024:.2f} of a 1 GiB instance; the largest of {len(memory)} instances)")
     print(f"cores {cores}; load average after: {loadavg()}")
     return 0
 

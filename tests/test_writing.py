@@ -74,3 +74,14 @@ def test_mosaic_profile_writes_a_valid_cog(tmp_path):
     assert cog_validate(str(dest))[0]
     with rasterio.open(dest) as ds:
         assert ds.block_shapes[0] == (512, 512) and ds.overviews(1)
+
+
+def test_tile_profile_writes_a_valid_cog_without_overviews(tmp_path):
+    # Tiles are read whole by the mosaic, which makes the overviews: a tile's own would be waste.
+    rgb = np.full((3, 1100, 900), 40, np.uint8)
+    count = np.full((1100, 900), 3, np.uint16)
+    dest = tmp_path / "tile.tif"
+    write_tile(str(dest), rgb, count, TRANSFORM, "EPSG:32631", profile="tile")
+    assert cog_validate(str(dest))[0]
+    with rasterio.open(dest) as ds:
+        assert ds.block_shapes[0] == (512, 512) and ds.overviews(1) == []

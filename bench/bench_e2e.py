@@ -183,6 +183,8 @@ def stage_split(cloud, job: dict) -> dict:
         "last_tile_after_post": landed[-1] - job["posted_at"] if landed else float("nan"),
         "mosaic_done_after_last_tile": completed - landed[-1] if landed else float("nan"),
         "seconds_mosaic": record.get("seconds_mosaic", float("nan")),
+        "mosaic_build": record.get("seconds_mosaic_build", float("nan")),
+        "mosaic_upload": record.get("seconds_mosaic_upload", float("nan")),
         "manifest_after_post": parse_utc(record["created"]) - job["posted_at"],
     }
 
@@ -335,12 +337,18 @@ def main(argv=None) -> int:
     print(f"  POST -> first tile landed                        : {med('first_tile_after_post'):6.2f} s")
     print(f"  POST -> last tile landed                         : {med('last_tile_after_post'):6.2f} s")
     print(f"  last tile -> mosaic record written               : {med('mosaic_done_after_last_tile'):6.2f} s"
-          f"   (mosaic build {med('seconds_mosaic'):.2f} s)")
+          f"   (mosaic {med('seconds_mosaic'):.2f} s: read tiles + build {med('mosaic_build'):.2f}, "
+          f"upload {med('mosaic_upload'):.2f})")
     print(f"  tile handling, sum over {splits[-1]['tiles']} tiles (median log)     : {med('tile_handle_sum'):6.2f} s"
           f"   (longest tile {med('tile_handle_max'):.2f} s)")
     print(f"    waiting for reads {med('read_wait_sum'):.2f} s, median kernel {med('median_sum'):.2f} s, "
           f"tile write {med('write_sum'):.2f} s, rest (checks, upload) "
           f"{med('tile_handle_sum') - med('read_wait_sum') - med('median_sum') - med('write_sum'):.2f} s")
+    # The least this job could take here if the tiles' median and write (CPU work on the same
+    # cores as the reads) and the mosaic could not overlap with reading: what the ratio is up against.
+    floor_s = pure_s + (med("median_sum") + med("write_sum")) / workers + med("seconds_mosaic")
+    print(f"floor: pure read + (median + tile write) / {workers} workers + mosaic = {floor_s:.2f} s "
+          f"= {floor_s / pure_s:.2f}x the pure read (the pipeline is {pipeline_s / floor_s:.2f}x this floor)")
     if memory:
         worker_kib, server_kib = max(memory)
         total_mib = (worker_kib + server_kib) / 1024

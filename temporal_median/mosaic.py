@@ -185,12 +185,14 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, 
             name="median",
             tile_size=manifest.grid.tile_size,
         )
+        built = time.monotonic()
         results = manifest.results
         for url, path in ((results.cog, result.cog_path), (results.vrt, result.vrt_path),
                           (results.quicklook, result.quicklook_path)):
             storage.put_file(url, path, RESULT_FILES[url.key.rsplit("/", 1)[-1]])
         completed = utcnow()
-        seconds_mosaic = time.monotonic() - started
+        completed_monotonic = time.monotonic()
+        seconds_mosaic = completed_monotonic - started
         record = {
             "job_id": manifest.job_id,
             "state": "complete",
@@ -206,6 +208,9 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, 
             "completed": isoformat(completed),
             "seconds_fanout_to_mosaic": round((completed - parse_time(manifest.created)).total_seconds(), 3),
             "seconds_mosaic": round(seconds_mosaic, 3),
+            # Of which: reading the tiles and writing the results locally, then uploading them.
+            "seconds_mosaic_build": round(built - started, 3),
+            "seconds_mosaic_upload": round(completed_monotonic - built, 3),
             "bytes_read": sum(_figure(info, "bytes_read") for info in tiles),
             "bytes_tiles": sum(info.size for info in tiles),
             "outputs": {name: str(results.join(name)) for name in RESULT_FILES},

@@ -13,8 +13,10 @@ every push identity) each come with a negative control: the same check fails on 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO / "terraform"))
 import checks  # noqa: E402  (terraform/checks.py, not a package)
 from checks import TerraformConfig, block  # noqa: E402
 
+from temporal_median import kernel_loader  # noqa: E402
 from temporal_median.settings import Settings  # noqa: E402
 
 TF = REPO / "terraform"
@@ -620,6 +623,35 @@ def test_each_function_zip_contains_its_code_and_the_core_package(config: Terraf
             assert "temporal_median/__init__.py" in names
             assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
             assert archive.read("temporal_median/settings.py") == (REPO / "temporal_median" / "settings.py").read_bytes()
+
+
+AOT_PROBE = r"""
+import sys
+import numpy as np
+from temporal_median import kernel_loader, median
+stack = np.random.default_rng(1).integers(0, 256, size=(5, 3, 4, 70), dtype=np.uint8)
+median.compute_median(stack)
+print(kernel_loader.kernel_backend(), "numba" in sys.modules, kernel_loader.__file__)
+"""
+
+
+@pytest.mark.skipif(
+    not kernel_loader.AOT_LIBRARY.exists() or bool(kernel_loader.AOT_CPU_FLAGS - kernel_loader._cpu_flags()),
+    reason="the kernels library is not built (make kernels), or not for this CPU",
+)
+def test_the_median_zip_runs_its_kernels_ahead_of_time_without_numba(config: TerraformConfig, tmp_path: Path):
+    # What terraform apply ships after make kernels: a cold median instance compiles nothing.
+    spec = next(s for s in checks.function_archives(config).values() if s["key"] == "median")
+    output = checks.build_zip(spec["source_dir"], spec["excludes"], spec["exclude_symlink_directories"], tmp_path / "median.zip")
+    unpacked = tmp_path / "median"
+    with zipfile.ZipFile(output) as archive:
+        assert f"temporal_median/{kernel_loader.AOT_LIBRARY.name}" in archive.namelist()
+        archive.extractall(unpacked)
+    result = subprocess.run([sys.executable, "-c", AOT_PROBE], capture_output=True, text=True, cwd=unpacked,
+                            env={**os.environ, "PYTHONPATH": str(unpacked)}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    backend, numba_imported, loaded_from = result.stdout.split()
+    assert (backend, numba_imported) == ("aot", "False") and loaded_from.startswith(str(unpacked))
 
 
 def test_archive_object_name_carries_the_archive_hash(config: TerraformConfig):

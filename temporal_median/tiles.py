@@ -164,11 +164,6 @@ class TileStats:
         }
 
 
-def _read_into(url: str, window: tuple, out: np.ndarray, check: ReadCheck | None = None) -> int:
-    """Read ``window`` (col_off, row_off, width, height) of ``url`` into ``out`` (3, h, w); see read_scene."""
-    return read_scene(url, window, out, check)
-
-
 @forget_remote_files_on_transient
 def read_window(
     urls: Sequence[str], window: Window, *, max_workers: int | None = None, out: np.ndarray | None = None
@@ -210,7 +205,7 @@ def read_window(
         check_window(window, grid, urls[0])
         check = ReadCheck(Reference.of(grid, f"the first scene {urls[0]}"), None)
         box = (window.col_off, window.row_off, window.width, window.height)
-        wait_all([pool.submit(_read_into, url, box, out[t], check) for t, url in enumerate(urls)])
+        wait_all([pool.submit(read_scene, url, box, out[t], check) for t, url in enumerate(urls)])
     return out
 
 
@@ -335,7 +330,7 @@ def compute_tile(
             chunk_stack = flat[: n * 3 * (r1 - r0) * (c1 - c0)].reshape(n, 3, r1 - r0, c1 - c0)
             box = (window.col_off + c0, window.row_off + r0, c1 - c0, r1 - r0)
             first = check if index == 0 else None
-            futures = [pool.submit(_read_into, url, box, chunk_stack[t], first) for t, url in enumerate(urls)]
+            futures = [pool.submit(read_scene, url, box, chunk_stack[t], first) for t, url in enumerate(urls)]
             return chunk_stack, futures
 
         pending = submit(0)

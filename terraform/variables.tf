@@ -132,7 +132,7 @@ variable "fanout_max_instances" {
 
 variable "median_memory" {
   type        = string
-  description = "Memory of one median worker. One 216 x 1024 x 1024 window peaks below 1 GiB RSS, so 2Gi (the course's figure) leaves headroom. Must suit median_cpu (see the validation below)."
+  description = "Memory of one median worker. A 216 x 1024 x 1024 window reading gs:// inputs with 16 threads peaks at 950-1029 MiB per instance (worker + server + /tmp tile; bench/bench_memory.py): 1Gi would be at its limit, so 2Gi (the course's figure). Must suit median_cpu (see the validation below)."
   default     = "2Gi"
 
   validation {

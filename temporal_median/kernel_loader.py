@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidRequest
+from .logs import get_logger
 from .methods import DEFAULT_METHOD, check_method
+
+log = get_logger("temporal_median.kernels")
 
 #: Pixels handled together along a row by every kernel pass.
 BLOCK = 64
@@ -53,16 +56,20 @@ AOT_ENTRY = "tm_median_rows"
 #: A char[65] in the library: source_sha256() of what it was built from.
 AOT_SOURCE_SYMBOL = "tm_median_source_sha256"
 BUILD_COMMAND = "make kernels"
-#: What the compiled code is made of: a library built from other sources is stale.
-_SOURCES = ("kernels.py", "kernel_build.py", "kernel_loader.py")
+#: What the compiled code is made of: a library built from other sources is stale. The loader's
+#: own code is not (editing it needs no rebuild); the ABI's values are.
+_SOURCES = ("kernels.py", "kernel_build.py")
 
 
 def source_sha256() -> str:
-    """SHA-256 of the kernel sources (kernels.py, kernel_build.py and this ABI)."""
+    """SHA-256 of what the library is compiled from: kernels.py, kernel_build.py and the ABI's values."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
     for name in _SOURCES:
         digest.update(name.encode() + b"\0" + (here / name).read_bytes())
+    abi = (BLOCK, LUM_SCRATCH_ROWS, BAND_SCRATCH16_ROWS, BAND_SCRATCH8_ROWS, METHOD_CODES, AOT_CPU, AOT_FEATURES,
+           AOT_ENTRY, AOT_SOURCE_SYMBOL)
+    digest.update(repr(abi).encode())
     return digest.hexdigest()
 
 
@@ -162,6 +169,7 @@ def kernel_backend() -> str:
 
 
 def loaded_kernels():
+    """The backend object in use (chosen on first call, as :func:`use_kernels` asked)."""
     global _backend
     backend = _backend
     if backend is not None:
@@ -175,7 +183,10 @@ def loaded_kernels():
             else:
                 try:
                     _backend = _AotKernels()
-                except (OSError, AttributeError, ValueError):
+                except (OSError, AttributeError, ValueError) as exc:
+                    # Slower cold starts, same results: worth a line in the logs, not a failure.
+                    if AOT_LIBRARY.exists():
+                        log.warning(f"kernels library unusable ({exc}); numba compiles the kernels instead")
                     _backend = _JitKernels()
         return _backend
 

@@ -232,6 +232,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     raw_mb = 4 * args.size * args.size / 1e6
+    # The COG copy and the overviews run on every core: seconds depend on how many there are.
+    print(f"cores {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.2f}")
     work = tempfile.mkdtemp(prefix="bench-mosaic-")
     try:
         tiles_dir = os.path.join(work, "tiles")

@@ -185,6 +185,7 @@ def stage_split(cloud, job: dict) -> dict:
         "seconds_mosaic": record.get("seconds_mosaic", float("nan")),
         "mosaic_build": record.get("seconds_mosaic_build", float("nan")),
         "mosaic_upload": record.get("seconds_mosaic_upload", float("nan")),
+        "mosaic_cpu": record.get("cpu_seconds_mosaic", float("nan")),
         "manifest_after_post": parse_utc(record["created"]) - job["posted_at"],
     }
 
@@ -349,6 +350,11 @@ def main(argv=None) -> int:
     floor_s = pure_s + (med("median_sum") + med("write_sum")) / workers + med("seconds_mosaic")
     print(f"floor: pure read + (median + tile write) / {workers} workers + mosaic = {floor_s:.2f} s "
           f"= {floor_s / pure_s:.2f}x the pure read (the pipeline is {pipeline_s / floor_s:.2f}x this floor)")
+    # With every overlap perfect, the cores still have all this CPU work to do: the reads (the pure
+    # read keeps all cores busy), the tiles' median and writes, and the mosaic's CPU.
+    cpu_bound_s = pure_s + (med("median_sum") + med("write_sum") + med("mosaic_cpu")) / cores
+    print(f"CPU bound, every overlap perfect: pure read + (median + tile writes + mosaic CPU "
+          f"{med('mosaic_cpu'):.2f} s) / {cores} cores = {cpu_bound_s:.2f} s = {cpu_bound_s / pure_s:.2f}x the pure read")
     if memory:
         worker_kib, server_kib = max(memory)
         total_mib = (worker_kib + server_kib) / 1024

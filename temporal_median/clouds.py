@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from .gdal import gdal_env, gdal_error, to_gdal_path
 from .scenes import Scene
+from .settings import usable_cores
 
 #: Longest side, in pixels, read to estimate a scene's cloud cover when it has no overview.
 ESTIMATE_MAX_PIXELS = 1024
@@ -90,7 +90,7 @@ def estimate_cloud_covers(scenes: Iterable[Scene], *, max_workers: int | None = 
         return scenes
     if not max_workers or max_workers <= 0:
         remote = any(scenes[i].url.startswith(("gs://", "https://")) for i in todo)
-        max_workers = REMOTE_ESTIMATE_THREADS if remote else (os.cpu_count() or 1)
+        max_workers = REMOTE_ESTIMATE_THREADS if remote else usable_cores()
     out = list(scenes)
     with ThreadPoolExecutor(max_workers=min(max_workers, len(todo)), thread_name_prefix="cloud-estimate") as pool:
         futures = {i: pool.submit(estimate_cloud_cover, scenes[i].url) for i in todo}

@@ -18,6 +18,7 @@ from .errors import (
     TemporalMedianError,
     is_transient_status,
 )
+from .settings import usable_cores
 
 #: GDAL's block cache while reading or assembling, in bytes (rasterio passes an int to
 #: GDALSetCacheMax64). GDAL's default is 5% of RAM (1.2 GB on a 24 GB box): far too much for a
@@ -109,7 +110,7 @@ def read_threads(urls: Sequence[str], requested: int | None = None) -> int:
     is remote (latency-bound); never more than there are inputs."""
     if requested is None or requested <= 0:
         remote = any(is_remote(str(url)) for url in urls)
-        requested = REMOTE_READ_THREADS if remote else (os.cpu_count() or 1)
+        requested = REMOTE_READ_THREADS if remote else usable_cores()
     return max(1, min(requested, len(urls)))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .errors import InvalidRequest
 from .kernel_loader import kernel_backend, loaded_kernels, prepare, use_kernels  # noqa: F401 - re-exported
 from .methods import DEFAULT_METHOD, METHODS, check_method  # noqa: F401 - re-exported
+from .settings import usable_cores
 
 #: Largest T: per-pixel counts are uint16.
 MAX_SAMPLES = 65535
@@ -82,10 +83,7 @@ def _threads() -> int:
     value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def _call(method: str, stack: np.ndarray, rgb: np.ndarray, count: np.ndarray) -> None:

@@ -46,6 +46,15 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which taskset and cpusets narrow;
+    ``os.cpu_count()`` where the platform has none): what reading and median threads size by."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in _TRUE:

@@ -30,6 +30,7 @@ from .inputs import (
 )
 from .methods import DEFAULT_METHOD, check_method
 from .profiles import profile
+from .settings import usable_cores
 from .writing import check_dest, write_bands
 
 
@@ -75,7 +76,7 @@ def _fault_in(buffer: np.ndarray) -> None:
     faults), against about 0.1 s for this pass. numpy releases the GIL for the strided writes.
     """
     flat = buffer.reshape(-1)
-    parts = max(1, min(os.cpu_count() or 1, flat.size >> 26))  # pieces of at least 64 MiB
+    parts = max(1, min(usable_cores(), flat.size >> 26))  # pieces of at least 64 MiB
     bounds = [flat.size * i // parts // 4096 * 4096 for i in range(parts)] + [flat.size]
     pieces = [flat[a:b] for a, b in itertools.pairwise(bounds)]
     if len(pieces) == 1:

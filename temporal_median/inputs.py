@@ -186,27 +186,40 @@ def wait_all(futures: list[Future]) -> None:
             raise error
 
 
-def _window_block_bytes(ds, window: Window) -> int:
-    """Compressed bytes of the blocks of ``ds`` that ``window`` touches (0 if unknown)."""
-    block_h, block_w = ds.block_shapes[0]
-    row_end = min(window.row_off + window.height, ds.height)
-    col_end = min(window.col_off + window.width, ds.width)
+def _block_bytes(block_shape, size, band_interleaved: bool, window: Window, size_of) -> int:
+    """Compressed bytes of the blocks ``window`` touches in a raster of ``size`` (width, height)
+    with blocks of ``block_shape`` (rows, columns); ``size_of(bx, by, band)`` gives one block's
+    byte count as GDAL's TIFF metadata tells it (None if unknown: then the total is 0)."""
+    block_h, block_w = block_shape
+    width, height = size
+    row_end = min(window.row_off + window.height, height)
+    col_end = min(window.col_off + window.width, width)
     if row_end <= window.row_off or col_end <= window.col_off:
         return 0
     # Pixel-interleaved blocks hold all bands; band-interleaved files have a block per band.
-    bands = [1, 2, 3] if ds.interleaving == Interleaving.band else [1]
+    bands = [1, 2, 3] if band_interleaved else [1]
     total = 0
     for by in range(window.row_off // block_h, (row_end - 1) // block_h + 1):
         for bx in range(window.col_off // block_w, (col_end - 1) // block_w + 1):
             for band in bands:
-                try:
-                    size = ds.get_tag_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", bidx=band)
-                except Exception:  # not a TIFF, or GDAL does not tell: the estimate is best effort
+                size_text = size_of(bx, by, band)
+                if size_text is None:
                     return 0
-                if size is None:
-                    return 0
-                total += int(size)
+                total += int(size_text)
     return total
+
+
+def _window_block_bytes(ds, window: Window) -> int:
+    """:func:`_block_bytes` of an open rasterio dataset."""
+
+    def size_of(bx: int, by: int, band: int) -> str | None:
+        try:
+            return ds.get_tag_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", bidx=band)
+        except Exception:  # not a TIFF, or GDAL does not tell: the estimate is best effort
+            return None
+
+    return _block_bytes(ds.block_shapes[0], (ds.width, ds.height), ds.interleaving == Interleaving.band, window,
+                        size_of)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,22 +273,10 @@ def _matches(raster: Raster, path: str, reference: Reference) -> bool:
 
 
 def _raster_block_bytes(raster: Raster, window: Window) -> int:
-    """:func:`_window_block_bytes` through the direct reader."""
-    block_h, block_w = raster.block_shape(1)
-    row_end = min(window.row_off + window.height, raster.height)
-    col_end = min(window.col_off + window.width, raster.width)
-    if row_end <= window.row_off or col_end <= window.col_off:
-        return 0
-    bands = [1, 2, 3] if (raster.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() == "BAND" else [1]
-    total = 0
-    for by in range(window.row_off // block_h, (row_end - 1) // block_h + 1):
-        for bx in range(window.col_off // block_w, (col_end - 1) // block_w + 1):
-            for band in bands:
-                size = raster.metadata_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", band)
-                if size is None:
-                    return 0
-                total += int(size)
-    return total
+    """:func:`_block_bytes` through the direct reader."""
+    band_interleaved = (raster.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() == "BAND"
+    return _block_bytes(raster.block_shape(1), (raster.width, raster.height), band_interleaved, window,
+                        lambda bx, by, band: raster.metadata_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", band))
 
 
 def _read_with_rasterio(url: str, window: tuple, out, check: ReadCheck | None) -> int:
@@ -296,19 +297,32 @@ def _read_with_rasterio(url: str, window: tuple, out, check: ReadCheck | None) -
             return window_bytes
 
 
+def _open_direct(url: str) -> tuple[str, Raster | None]:
+    """``url``'s GDAL path and its dataset opened by the direct reader (None where unavailable);
+    a failure to open is mapped by :func:`temporal_median.gdal.gdal_error`."""
+    path = to_gdal_path(url)
+    try:
+        return path, open_raster(path)
+    except GdalCallError as exc:
+        raise gdal_error(exc, url, "open raster") from exc
+
+
+def _check_open(raster: Raster, path: str, url: str, reference: Reference) -> None:
+    """Check an open scene against ``reference``; on a mismatch, rasterio words it exactly as
+    inspect_inputs does (the rare path: one more open)."""
+    if not _matches(raster, path, reference):
+        reference.check(probe(url, None), url)
+
+
 def check_scene(url: str, reference: Reference) -> None:
     """Open ``url`` and check it against ``reference`` (InputMismatch as :meth:`Reference.check`
     words it; InputUnreadable or StorageUnavailable if it cannot be opened)."""
-    path = to_gdal_path(url)
-    try:
-        raster = open_raster(path)
-    except GdalCallError as exc:
-        raise gdal_error(exc, url, "open raster") from exc
-    if raster is not None:
-        with raster:
-            if _matches(raster, path, reference):
-                return
-    reference.check(probe(url, None), url)
+    path, raster = _open_direct(url)
+    if raster is None:
+        reference.check(probe(url, None), url)
+        return
+    with raster:
+        _check_open(raster, path, url, reference)
 
 
 def read_scene(url: str, window: tuple, out, check: ReadCheck | None = None) -> int:
@@ -322,20 +336,13 @@ def read_scene(url: str, window: tuple, out, check: ReadCheck | None = None) -> 
     :func:`temporal_median.gdal.gdal_error` either way.
     """
     window = tuple(int(v) for v in window)
-    path = to_gdal_path(url)
-    try:
-        raster = open_raster(path)
-    except GdalCallError as exc:
-        raise gdal_error(exc, url, "open raster") from exc
+    path, raster = _open_direct(url)
     if raster is None:
         return _read_with_rasterio(url, window, out, check)
     with raster:
         window_bytes = 0
         if check is not None:
-            if not _matches(raster, path, check.reference):
-                # Let rasterio word the mismatch exactly as inspect_inputs does.
-                with rasterio.Env(), open_scene(url) as ds:
-                    check.reference.check(scene_facts(ds, None), url)
+            _check_open(raster, path, url, check.reference)
             if check.window is not None:
                 window_bytes = _raster_block_bytes(raster, check.window)
         try:

@@ -11,12 +11,12 @@ import time
 import uuid
 
 from . import storage
-from .errors import MosaicBusy, PermanentError, TemporalMedianError, describe
 from .clock import isoformat, parse_time, utcnow
 from .cost import Usage
+from .errors import MosaicBusy, PermanentError, TemporalMedianError, describe
+from .logs import get_logger
 from .manifest import Manifest
 from .paths import RESULT_FILES, JobPaths, parse_tile_object
-from .logs import get_logger
 from .settings import Settings
 from .storage import GsUrl
 

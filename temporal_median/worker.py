@@ -8,6 +8,7 @@ import tempfile
 import time
 
 from . import storage
+from .clock import isoformat, utcnow
 from .errors import (
     AttemptsExhausted,
     InvalidRequest,
@@ -19,11 +20,10 @@ from .errors import (
     policy,
 )
 from .grid import TileId
-from .clock import isoformat, utcnow
+from .logs import get_logger
 from .messages import Delivery, WindowMessage
 from .paths import JobPaths, parse_attempt_object, parse_error_object
 from .request import check_input_url
-from .logs import get_logger
 from .settings import Settings
 from .storage import GsUrl
 

@@ -190,22 +190,25 @@ def stage_split(cloud, job: dict) -> dict:
     }
 
 
-def _status_kib(pid: int, field: str) -> int:
-    """A /proc/PID/status figure in KiB (VmHWM: peak RSS; VmRSS: current), 0 if unreadable."""
+def proc_kib(pid: int, name: str, fields: tuple[str, ...]) -> int:
+    """Sum of ``fields`` (kB) in /proc/PID/NAME (status or smaps_rollup); 0 if unreadable.
+    VmHWM is a process's peak RSS, VmRSS its current one."""
+    total = 0
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in fields:
+                total += int(rest.split()[0])
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return 0
+    return total
 
 
 def instance_memory(cloud) -> list[tuple[int, int]]:
     """(worker peak RSS, server RSS) in KiB of each median instance: what its container would hold
     (Cloud Run's memory limit counts every process of the instance, and /tmp, which the tile file
     passes through for a moment)."""
-    return [(_status_kib(i["pid"], "VmHWM"), _status_kib(i["server_pid"], "VmRSS"))
+    return [(proc_kib(i["pid"], "status", ("VmHWM",)), proc_kib(i["server_pid"], "status", ("VmRSS",)))
             for i in cloud.instances("median") if i["state"] == "ready"]
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_tile  # noqa: E402
-from bench_e2e import run_job  # noqa: E402  (POST /jobs, poll until complete; tile_size 1024)
+from bench_e2e import proc_kib, run_job  # noqa: E402  (POST /jobs, poll until complete; tile_size 1024)
 
 from localcloud import LocalCloud, clean_environ, storage_client  # noqa: E402
 from temporal_median.gdal import REMOTE_READ_THREADS  # noqa: E402
@@ -53,19 +53,6 @@ SAFETY_LINE = 0.85 * GIB
 INPUTS_BUCKET = "tm-inputs"
 LOCATIONS = ("local", "gs")
 UPLOAD_THREADS = 8
-
-
-def proc_kib(pid: int, name: str, fields: tuple[str, ...]) -> int:
-    """Sum of ``fields`` (kB) in /proc/PID/NAME (status or smaps_rollup); 0 if unreadable."""
-    total = 0
-    try:
-        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in fields:
-                total += int(rest.split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return total
 
 
 def overrides(env: dict[str, str]) -> dict:

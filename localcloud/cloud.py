@@ -318,9 +318,10 @@ class LocalCloud:
         for function in self.topology.functions:
             wanted[f"function:{function.name}"] = (function.port, function.port_env_var)
         ports = {}
+        unplanned = iter(processes.free_ports(sum(p == 0 for p, _ in wanted.values())) if allocate else ())
         for part, (port, env_var) in wanted.items():
             if port == 0:
-                ports[part] = processes.free_port() if allocate else 0
+                ports[part] = next(unplanned, 0)
             else:
                 if allocate and processes.port_in_use(port):
                     raise LocalCloudError(

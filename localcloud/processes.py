@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -174,11 +175,45 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+#: Linux's default ephemeral range, if /proc does not say.
+_DEFAULT_EPHEMERAL = (32768, 60999)
+#: Below this, ports are conventionally fixed services'.
+_LOWEST_PLANNED_PORT = 10000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for ports it picks itself (``bind`` to port 0, outgoing connections)."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL
+    return low, high
+
+
+def free_ports(count: int, host: str = "127.0.0.1", *, rng: random.Random | None = None) -> list[int]:
+    """``count`` distinct ports nothing listens on now, outside the kernel's ephemeral range.
+
+    A port found by binding port 0 and releasing it is in the ephemeral range, so the kernel may
+    hand it to the next process that binds port 0 (a function instance) or connects out, before
+    the part it was planned for starts: that part then dies with "Address already in use". Ports
+    outside that range are only ever taken by someone asking for them by number.
+    """
+    low, high = ephemeral_range()
+    candidates = [p for p in range(_LOWEST_PLANNED_PORT, 65536) if not low <= p <= high]
+    (rng or random.Random()).shuffle(candidates)
+    chosen: list[int] = []
+    for port in candidates:
+        if len(chosen) == count:
+            break
+        if not port_in_use(port, host):
+            chosen.append(port)
+    while len(chosen) < count:  # no room outside the range: the kernel's pick, distinct at least
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
 
 
 def answers_tcp(host: str, port: int, timeout: float = 0.5) -> bool:

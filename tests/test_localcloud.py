@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -162,6 +163,22 @@ def test_taken_port_is_a_clear_error_naming_port_and_part(tmp_path):
         assert result.returncode == 2
         assert f"port {port}" in result.stderr and "LOCALCLOUD_PUBSUB_PORT" in result.stderr
         assert _our_processes(run_dir) == []
+
+
+def test_planned_ports_are_outside_the_kernels_range_and_skip_a_listening_one():
+    # A port the kernel picks for bind(0) can be handed to a function instance before the part it
+    # was planned for binds it (bench_e2e saw "Address already in use"); planned ports avoid that range.
+    from localcloud.processes import ephemeral_range, free_ports
+
+    low, high = ephemeral_range()
+    first_two = free_ports(2, rng=random.Random(7))
+    assert len(set(first_two)) == 2
+    assert all(not low <= p <= high and p >= 10000 for p in first_two)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", first_two[0]))
+        squatter.listen()
+        # The same shuffle, with its first pick now taken: the next one instead.
+        assert free_ports(1, rng=random.Random(7)) == [first_two[1]]
 
 
 def test_port_override_from_the_environment(tmp_path):

@@ -102,6 +102,10 @@ def _write_scratch(tiles: list[TileSource], path: str, *, width, height, transfo
         "interleave": "pixel",
         "compress": _SCRATCH_COMPRESS,
         "bigtiff": "if_safer",
+        # Band 4 is the valid-sample count, not transparency: without this GTiff marks it as
+        # alpha (ExtraSamples=2), which the COG copy kept, so viewers made thin pixels see-through.
+        "photometric": "RGB",
+        "alpha": "UNSPECIFIED",
     }
     with rasterio.open(path, "w", **scratch) as dst, ThreadPoolExecutor(_PREFETCH, thread_name_prefix="tm-tile") as pool:
         # Tiles are read ahead (from GCS, each read is a round trip) while earlier ones are

@@ -16,16 +16,17 @@ from temporal_median.assemble import MosaicResult, build_mosaic, quicklook
 from temporal_median.errors import InputMismatch, InputUnreadable
 from temporal_median.grid import Grid
 from temporal_median.vrt import build_vrt
+from temporal_median.writing import write_bands
 
 WIDTH, HEIGHT, TILE = 700, 500, 256  # neither side a multiple of the tile size
 CRS_32631 = CRS.from_epsg(32631)
 TRANSFORM = Affine(10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0)
 
 
-def _expected_raster(seed: int = 7) -> np.ndarray:
+def _expected_raster(seed: int = 7, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """A 4-band mosaic like the median writes: RGB 1..255, a count, and nodata patches (all zeros)."""
     rng = np.random.default_rng(seed)
-    data = rng.integers(1, 256, size=(4, HEIGHT, WIDTH), dtype=np.uint8)
+    data = rng.integers(1, 256, size=(4, height, width), dtype=np.uint8)
     data[:, 40:130, 0:301] = 0  # nodata crossing a tile edge, odd right edge
     data[:, 300:500, 600:700] = 0  # nodata in the corner edge tile
     return data
@@ -210,3 +211,42 @@ def test_tile_given_twice_is_refused(uneven_grid_tiles, tmp_path):
     paths, _ = uneven_grid_tiles
     with pytest.raises(InputMismatch, match="r000_c000 given twice"):
         build_mosaic(paths + paths[:1], str(tmp_path), width=WIDTH, height=HEIGHT, transform=TRANSFORM, crs=CRS_32631)
+
+
+# -- tiles as the median function writes them: the tile profile, on a grid of whole blocks --------
+
+PROFILE_WIDTH, PROFILE_HEIGHT, PROFILE_TILE = 1300, 1100, 512  # edge tiles 276 wide, 76 tall
+
+
+@pytest.fixture(scope="module")
+def profile_tiles(tmp_path_factory):
+    """Tiles written by write_bands (the tile profile) on a 512 grid of a 1300 x 1100 raster."""
+    data = _expected_raster(seed=11, width=PROFILE_WIDTH, height=PROFILE_HEIGHT)
+    directory = tmp_path_factory.mktemp("profile_tiles")
+    paths = []
+    for tile_id, w in Grid(PROFILE_WIDTH, PROFILE_HEIGHT, PROFILE_TILE).windows():
+        path = str(directory / f"{tile_id}.tif")
+        window_data = np.ascontiguousarray(data[:, w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width])
+        write_bands(path, window_data, TRANSFORM @ Affine.translation(w.col_off, w.row_off), CRS_32631)
+        paths.append(path)
+    return paths, data
+
+
+def _levels(path: str) -> list[np.ndarray]:
+    with rasterio.open(path) as src:
+        count = len(src.overviews(1))
+        levels = [src.read()]
+    for level in range(count):
+        with rasterio.open(path, OVERVIEW_LEVEL=level) as ovr:
+            levels.append(ovr.read())
+    return levels
+
+
+def test_count_band_is_data_not_alpha(profile_tiles, tmp_path):
+    # As alpha (ExtraSamples=2, GTiff's default for a 4-band RGB), viewers made pixels with few
+    # valid samples see-through.
+    paths, _ = profile_tiles
+    result = build_mosaic(paths, str(tmp_path), width=PROFILE_WIDTH, height=PROFILE_HEIGHT, transform=TRANSFORM, crs=CRS_32631)
+    for level in (None, 0):
+        with rasterio.open(result.cog_path, **({} if level is None else {"OVERVIEW_LEVEL": level})) as src:
+            assert [c.name for c in src.colorinterp] == ["red", "green", "blue", "undefined"]

@@ -1,10 +1,13 @@
 """Benchmark: time and peak memory to assemble a granule's COG from its tiles, streamed vs in memory.
 
-Writes synthetic 4-band tiles (smooth pattern, a nodata corner, DEFLATE) for a ``--size`` raster on
-the 1024 grid (10980 x 10980 = 121 tiles by default), then, each in its own fresh subprocess:
+Writes synthetic 4-band tiles (smooth pattern, a nodata corner; the "tile" profile, as median
+writes them) for a ``--size`` raster on the 1024 grid (10980 x 10980 = 121 tiles by default),
+then, each in its own fresh subprocess:
 
 - ``streamed``: ``temporal_median.assemble.build_mosaic`` (VRT + COG + quicklook), the way the
   mosaic function runs;
+- ``recompressed``: the same, but with every block compressed again by GDAL (the way before the
+  tiles' blocks were copied);
 - ``in-memory``: the naive way, every tile read into one 4 x H x W array, written to a GTiff and
   copied to a COG with the same options (what streaming saves);
 - ``baseline``: the interpreter with rasterio and the core imported, doing nothing.
@@ -63,33 +66,17 @@ def _tile_data(size: int, window):
 
 
 def write_tiles(directory: str, size: int, tile: int) -> list[str]:
-    import rasterio
+    """The tiles as the median function writes them (the "tile" profile)."""
     from rasterio.transform import Affine
 
     from temporal_median.grid import Grid
+    from temporal_median.writing import write_bands
 
     transform, crs = _grid_args(size)
     paths = []
     for tile_id, w in Grid(size, size, tile).windows():
         path = os.path.join(directory, f"{tile_id}.tif")
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=w.width,
-            height=w.height,
-            count=4,
-            dtype="uint8",
-            crs=crs,
-            transform=transform @ Affine.translation(w.col_off, w.row_off),
-            nodata=0,
-            tiled=True,
-            blockxsize=512,
-            blockysize=512,
-            compress="deflate",
-            zlevel=1,
-        ) as dst:
-            dst.write(_tile_data(size, w))
+        write_bands(path, _tile_data(size, w), transform @ Affine.translation(w.col_off, w.row_off), crs)
         paths.append(path)
     return paths
 
@@ -128,20 +115,29 @@ class _DiskPeak:
         self._thread.join()
 
 
-def _child_streamed(tiles_dir: str, out_dir: str, size: int, tile: int) -> dict:
-    from temporal_median.assemble import build_mosaic
+def _child_streamed(tiles_dir: str, out_dir: str, size: int, tile: int, *, copy_blocks: bool = True) -> dict:
+    from temporal_median import assemble
 
+    if not copy_blocks:  # the way before tile blocks were copied: GDAL compresses everything
+        assemble.copy_tile_blocks = lambda *args, **kwargs: "benchmark: compress everything"
     transform, crs = _grid_args(size)
     paths = sorted(os.path.join(tiles_dir, n) for n in os.listdir(tiles_dir))
     started = time.perf_counter()
+    cpu = time.process_time()
     with _DiskPeak(out_dir) as disk:
-        result = build_mosaic(paths, out_dir, width=size, height=size, transform=transform, crs=crs, tile_size=tile)
+        result = assemble.build_mosaic(paths, out_dir, width=size, height=size, transform=transform, crs=crs, tile_size=tile)
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
         "disk_peak": disk.peak,
         "cog_bytes": os.path.getsize(result.cog_path),
         "bytes_written": result.bytes_written,
+        "full_resolution": result.recompressed or "tile blocks copied",
     }
+
+
+def _child_recompressed(tiles_dir: str, out_dir: str, size: int, tile: int) -> dict:
+    return _child_streamed(tiles_dir, out_dir, size, tile, copy_blocks=False)
 
 
 def _child_tiles(tiles_dir: str, _out_dir: str, size: int, tile: int) -> dict:
@@ -199,7 +195,8 @@ def _child_baseline(*_args) -> dict:
     return {"seconds": 0.0}
 
 
-_CHILDREN = {"tiles": _child_tiles, "streamed": _child_streamed, "in-memory": _child_in_memory, "baseline": _child_baseline}
+_CHILDREN = {"tiles": _child_tiles, "streamed": _child_streamed, "recompressed": _child_recompressed,
+             "in-memory": _child_in_memory, "baseline": _child_baseline}
 
 
 def _run_child(kind: str, tiles_dir: str, work: str, size: int, tile: int, out_dir: str | None = None) -> dict:
@@ -243,7 +240,7 @@ def main(argv=None) -> None:
             f"raster {args.size} x {args.size} x 4 uint8 = {raw_mb:.0f} MB raw; {made['tiles']} tiles of "
             f"{args.tile} ({made['tiles_bytes'] / 1e6:.0f} MB DEFLATE) written in {made['seconds']:.1f} s"
         )
-        kinds = ["baseline", "streamed"] + ([] if args.skip_in_memory else ["in-memory"])
+        kinds = ["baseline", "streamed", "recompressed"] + ([] if args.skip_in_memory else ["in-memory"])
         results = {kind: _run_child(kind, tiles_dir, work, args.size, args.tile) for kind in kinds}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -255,6 +252,11 @@ def main(argv=None) -> None:
         disk = f"{fig['disk_peak'] / 1e6:14.0f}" if "disk_peak" in fig else f"{'-':>14}"
         print(f"{kind:<11} {fig['seconds']:8.1f} {fig['maxrss_mb']:12.0f} {fig['maxrss_mb'] - base:15.0f} {disk} {cog}")
     print("(peak files: bytes on disk in the output dir during the build; on Cloud Functions /tmp is RAM)")
+    streamed, again = results["streamed"], results["recompressed"]
+    print(f"streamed: full resolution {streamed['full_resolution']}; {streamed['cpu_seconds']:.1f} CPU s")
+    print(f"streamed / recompressed (every block compressed again, the way before): time "
+          f"x{streamed['seconds'] / again['seconds']:.2f}, CPU x{streamed['cpu_seconds'] / again['cpu_seconds']:.2f}, "
+          f"COG size x{streamed['cog_bytes'] / again['cog_bytes']:.3f}")
     if "in-memory" in results:
         streamed, naive = results["streamed"], results["in-memory"]
         print(

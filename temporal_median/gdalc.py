@@ -179,6 +179,31 @@ def read_head(path: str, size: int) -> bytes | None:
             gdal.vsi_close(handle)
 
 
+def copy_file(path: str, dest: str, chunk: int = 4 << 20) -> bool:
+    """Copy the file at GDAL path ``path`` (e.g. /vsigs/...) to the local file ``dest``, byte for
+    byte; False where the direct API is unavailable, GdalCallError if GDAL cannot read it."""
+    gdal = gdal_library()
+    if gdal is None:
+        return False
+    buffer = ctypes.create_string_buffer(chunk)
+    with gdal.errors() as messages:
+        handle = gdal.vsi_open(path.encode(), b"rb")
+        if not handle:
+            raise GdalCallError(" | ".join(messages) or f"{path}: cannot open")
+        try:
+            with open(dest, "wb") as out:
+                while True:
+                    got = gdal.vsi_read(buffer, 1, chunk, handle)
+                    out.write(buffer.raw[:got])
+                    if got < chunk:
+                        break
+        finally:
+            gdal.vsi_close(handle)
+    if messages:
+        raise GdalCallError(" | ".join(messages))
+    return True
+
+
 _library: GdalLibrary | None = None
 _library_checked = False
 _library_lock = threading.Lock()

@@ -215,6 +215,9 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, 
             # CPU seconds of the instance's process over the same span, all threads (GDAL
             # compresses on every core): what the mosaic costs the machine, not only the wait.
             "cpu_seconds_mosaic": round(time.process_time() - cpu_started, 3),
+            # The COG's full resolution is the tiles' blocks, copied as they are; otherwise why not.
+            "full_resolution": "tile blocks copied" if result.recompressed is None
+            else f"compressed again: {result.recompressed}",
             "bytes_read": sum(_figure(info, "bytes_read") for info in tiles),
             "bytes_tiles": sum(info.size for info in tiles),
             "outputs": {name: str(results.join(name)) for name in RESULT_FILES},

@@ -12,9 +12,11 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
+from temporal_median import assemble
 from temporal_median.assemble import MosaicResult, build_mosaic, quicklook
 from temporal_median.errors import InputMismatch, InputUnreadable
 from temporal_median.grid import Grid
+from temporal_median.tiff import read_file_images
 from temporal_median.vrt import build_vrt
 from temporal_median.writing import write_bands
 
@@ -250,3 +252,64 @@ def test_count_band_is_data_not_alpha(profile_tiles, tmp_path):
     for level in (None, 0):
         with rasterio.open(result.cog_path, **({} if level is None else {"OVERVIEW_LEVEL": level})) as src:
             assert [c.name for c in src.colorinterp] == ["red", "green", "blue", "undefined"]
+
+
+def test_profile_tiles_blocks_are_copied_into_a_cog_equal_to_the_recompressed_one(profile_tiles, tmp_path, monkeypatch):
+    paths, data = profile_tiles
+    kwargs = dict(width=PROFILE_WIDTH, height=PROFILE_HEIGHT, transform=TRANSFORM, crs=CRS_32631)
+    copied = build_mosaic(paths, str(tmp_path / "copied"), **kwargs)
+    assert copied.recompressed is None
+    # The same tiles through the other path: GDAL compresses the whole scratch.
+    monkeypatch.setattr(assemble, "copy_tile_blocks", lambda *a, **k: "forced for the test")
+    recompressed = build_mosaic(paths, str(tmp_path / "recompressed"), **kwargs)
+    assert recompressed.recompressed == "forced for the test"
+
+    valid, errors, warnings = cog_validate(copied.cog_path)
+    assert valid and not warnings, (errors, warnings)
+    with rasterio.open(copied.cog_path) as a, rasterio.open(recompressed.cog_path) as b:
+        assert a.profile == b.profile
+        assert a.tags() == b.tags() and a.descriptions == b.descriptions
+        assert a.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        # The count band is data, not transparency (as alpha, viewers made thin pixels see-through).
+        assert [c.name for c in a.colorinterp] == [c.name for c in b.colorinterp] == ["red", "green", "blue", "undefined"]
+    copied_levels, recompressed_levels = _levels(copied.cog_path), _levels(recompressed.cog_path)
+    assert [x.shape[1:] for x in copied_levels] == [(1100, 1300), (550, 650), (275, 325)]
+    np.testing.assert_array_equal(copied_levels[0], data)
+    for x, y in zip(copied_levels, recompressed_levels):
+        np.testing.assert_array_equal(x, y)
+    # Every full-resolution block is a tile's block, byte for byte.
+    tile_blocks = set()
+    for path in paths:
+        image = read_file_images(path)[0]
+        with open(path, "rb") as f:
+            for offset, count in zip(image.offsets, image.byte_counts):
+                f.seek(offset)
+                tile_blocks.add(f.read(count))
+    main = read_file_images(copied.cog_path)[0]
+    with open(copied.cog_path, "rb") as f:
+        for offset, count in zip(main.offsets, main.byte_counts):
+            f.seek(offset - 4)
+            leader = f.read(4)
+            block = f.read(count)
+            assert int.from_bytes(leader, "little") == count and f.read(4) == block[-4:]
+            assert block in tile_blocks
+
+
+def test_tiles_off_the_block_grid_are_recompressed_with_the_reason(tmp_path):
+    # A 768 grid: the second column of tiles starts mid-block, so their blocks do not line up.
+    width, height = 1300, 600
+    data = _expected_raster(seed=5, width=width, height=height)
+    paths = []
+    for tile_id, w in Grid(width, height, 768).windows():
+        path = str(tmp_path / "tiles" / f"{tile_id}.tif")
+        window_data = np.ascontiguousarray(data[:, w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width])
+        write_bands(path, window_data, TRANSFORM @ Affine.translation(w.col_off, w.row_off), CRS_32631)
+        paths.append(path)
+    result = build_mosaic(paths, str(tmp_path / "out"), width=width, height=height, transform=TRANSFORM, crs=CRS_32631)
+    assert "off the 512-px block grid" in result.recompressed
+    with rasterio.open(result.cog_path) as src:
+        np.testing.assert_array_equal(src.read(), data)
+
+
+def test_stripped_tiles_are_recompressed_with_the_reason(assembled):
+    assert "not tiled" in assembled.recompressed

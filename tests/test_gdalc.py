@@ -29,3 +29,17 @@ def test_scene_checks_without_rasterio_agree_with_it(series, odd_scenes):
     for path in series + [odd_scenes[c] for c in ("two_bands", "uint16", "smaller", "shifted", "other_crs")]:
         with open_raster(to_gdal_path(path)) as raster:
             assert _matches(raster, path, reference) == (path in series), path
+
+
+def test_copy_file_copies_through_gdal_byte_for_byte_and_names_a_missing_file(series, tmp_path):
+    import pytest
+
+    from temporal_median.gdalc import GdalCallError, copy_file
+
+    copied = tmp_path / "copy.tif"
+    # A chunk smaller than the file: the copy takes several reads.
+    assert copy_file(series[0], str(copied), chunk=4096) is True
+    with open(series[0], "rb") as original:
+        assert copied.read_bytes() == original.read()
+    with pytest.raises(GdalCallError, match="nowhere.tif"):
+        copy_file(str(tmp_path / "nowhere.tif"), str(tmp_path / "never.tif"))

@@ -90,6 +90,8 @@ def test_mosaic_equals_the_core_result_pixel_for_pixel(cloud, series, tmp_path):
     assert cog_validate(str(cog))[0]
     record = status["mosaic"]["figures"]
     assert record["tiles"] == 6 and record["inputs"] == 8 and record["seconds_fanout_to_mosaic"] > 0
+    # The tiles, downloaded from gs://, gave the COG their blocks as they are.
+    assert record["full_resolution"] == "tile blocks copied", record["full_resolution"]
     # Finalize events of the last tiles race: exactly one invocation built the mosaic.
     assert len(log_lines(cloud, "mosaic", '"mosaic built"')) == 1
 

@@ -125,3 +125,12 @@ def test_tag_values_round_trip():
     assert Tag.of(tiff.LONG8, [2**40]).values() == (2**40,)
     assert Tag(2, 3, b"ab\x00").values() == (97, 98, 0)
     assert struct.calcsize("<HHI") + 4 == 12  # a classic entry: the layout read_images assumes
+
+
+def test_without_copy_file_range_blocks_are_copied_through_python(gdal_cog, tmp_path, monkeypatch):
+    path, data = gdal_cog
+    monkeypatch.delattr(tiff.os, "copy_file_range")
+    out = str(tmp_path / "plain.tif")
+    write_cog(out, _levels_of(path))
+    np.testing.assert_array_equal(_pixels(out)[0], data)
+    assert cog_validate(out)[0]

@@ -17,11 +17,13 @@ import rasterio
 import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
 
-from .cogcopy import copy_tile_blocks
+from .cogcopy import copy_obstacle, copy_tile_blocks, half_average
 from .errors import InputMismatch, InvalidRequest
 from .gdal import gdal_env
 from .gdalc import GdalCallError, copy_file, open_raster
+from .grid import Window
 from .profiles import (
     BAND_COUNT,
     BAND_DESCRIPTIONS,
@@ -81,8 +83,13 @@ def _local_copy(tile: TileSource, local_dir: str) -> TileSource:
     return replace(tile, gdal_path=local)
 
 
-def _read_tile(tile: TileSource, local_dir: str) -> tuple[TileSource, np.ndarray]:
-    tile = _local_copy(tile, local_dir)
+def _read_tile(tile: TileSource, local_dir: str, halve: bool) -> tuple[TileSource, np.ndarray]:
+    tile, data = _decode_tile(_local_copy(tile, local_dir))
+    # In the reading thread: the averages run on every core, alongside other tiles' decoding.
+    return tile, half_average(data) if halve else data
+
+
+def _decode_tile(tile: TileSource) -> tuple[TileSource, np.ndarray]:
     window = tile.window
     # GDAL's C API directly where it can (no GIL, no rasterio open overhead), else rasterio.
     try:
@@ -103,9 +110,14 @@ def _read_tile(tile: TileSource, local_dir: str) -> tuple[TileSource, np.ndarray
             raise tile_error(exc, tile.tile_id, tile.gdal_path, "read tile") from exc
 
 
-def _write_scratch(tiles: list[TileSource], path: str, *, width, height, transform, crs, blocksize) -> list[TileSource]:
-    """Stream the tiles, one window at a time, into a tiled GTiff laid out like the COG; returns
-    the tiles as local files (remote ones downloaded beside ``path``)."""
+def _write_scratch(tiles: list[TileSource], path: str, *, width, height, transform, crs, blocksize,
+                   halve: bool = False) -> list[TileSource]:
+    """Stream the tiles, one window at a time, into a tiled GTiff laid out like the COG (with
+    ``halve``, into the first overview: half the size, each tile 2x2-averaged); returns the
+    tiles as local files (remote ones downloaded beside ``path``)."""
+    if halve:
+        width, height = -(-width // 2), -(-height // 2)
+        transform = transform @ Affine.scale(2)
     scratch = {
         "driver": "GTiff",
         "width": width,
@@ -131,14 +143,17 @@ def _write_scratch(tiles: list[TileSource], path: str, *, width, height, transfo
         # written; at most _PREFETCH tiles are in memory.
         local_dir = os.path.dirname(path)
         upcoming = iter(tiles)
-        pending = deque(pool.submit(_read_tile, tile, local_dir) for tile in islice(upcoming, _PREFETCH))
+        pending = deque(pool.submit(_read_tile, tile, local_dir, halve) for tile in islice(upcoming, _PREFETCH))
         local = []
         while pending:
             tile, data = pending.popleft().result()
             following = next(upcoming, None)
             if following is not None:
-                pending.append(pool.submit(_read_tile, following, local_dir))
-            dst.write(data, window=tile.window.to_rasterio())
+                pending.append(pool.submit(_read_tile, following, local_dir, halve))
+            window = tile.window
+            if halve:
+                window = Window(window.col_off // 2, window.row_off // 2, data.shape[2], data.shape[1])
+            dst.write(data, window=window.to_rasterio())
             local.append(tile)
         dst.descriptions = BAND_DESCRIPTIONS
         dst.colorinterp = color_interp()
@@ -159,9 +174,13 @@ def build_mosaic(
 ) -> MosaicResult:
     """Build ``<name>.vrt``, ``<name>.tif`` (COG) and ``<name>.png`` (quicklook) from the tiles.
 
-    The COG is streamed: each tile is read once into its window of a tiled scratch GTiff, which
-    GDAL's COG driver then copies with averaged, nodata-aware overviews. Memory stays at one
-    tile plus GDAL's capped block cache, whatever the raster's size.
+    The COG is streamed, each tile read once. Where the tiles sit on the COG's block grid (the
+    median function's tiles do), the COG's full resolution is their compressed blocks, copied
+    as they are, and only the averaged, nodata-aware overviews are computed and compressed:
+    the first from each tile as it is read, the others by GDAL. Otherwise every tile goes into
+    a full-size scratch GTiff that GDAL's COG driver compresses with its overviews
+    (``recompressed`` in the result says why). Memory stays at a few tiles plus GDAL's capped
+    block cache, whatever the raster's size.
 
     Parameters
     ----------
@@ -214,29 +233,24 @@ def build_mosaic(
             with open(tmp_vrt, "wb") as f:
                 f.write(vrt_xml(tiles, grid_transform=transform, crs=crs, width=width, height=height))
 
-            scratch = os.path.join(work, "scratch.tif")
-            local_tiles = _write_scratch(
-                tiles, scratch, width=width, height=height, transform=transform, crs=crs, blocksize=blocksize
-            )
-            # The overviews are computed once, uncompressed, into the scratch itself, then the COG
-            # driver copies them (FORCE_USE_EXISTING) with everything else: 0.39 s instead of
-            # 0.68 s for the demo's 2600 x 2200 mosaic, which the COG driver makes by writing its
-            # overviews compressed to a temporary file and reading them back. Same file, byte
-            # for byte, where the sides divide by the factors; GTiff rounds an odd overview side up.
-            _build_overviews(scratch, width, height, blocksize)
-
             tmp_cog = os.path.join(work, "mosaic.tif")
             tmp_png = os.path.join(work, "quicklook.png")
-            # The quicklook reads the scratch's uncompressed overviews (the same pixels as the
-            # COG's), alongside the COG copy.
-            with ThreadPoolExecutor(1, thread_name_prefix="tm-quicklook") as side:
-                looking = side.submit(_quicklook_in_env, scratch, tmp_png, quicklook_size)
-                recompressed = copy_tile_blocks(local_tiles, scratch, tmp_cog, width=width, height=height, blocksize=blocksize)
-                if recompressed is not None:
-                    rasterio.shutil.copy(scratch, tmp_cog, driver="COG", overviews="FORCE_USE_EXISTING",
-                                         **{k: v for k, v in creation_options("mosaic").items() if k.lower() != "overviews"})
-                looking.result()
-            os.remove(scratch)
+            geometry = dict(width=width, height=height, transform=transform, crs=crs, blocksize=blocksize)
+            recompressed = copy_obstacle(tiles, width, height, blocksize)
+            if recompressed is None:
+                # Only the overviews are computed and compressed here; the full resolution is
+                # the tiles' blocks (cogcopy.py). The first overview comes from each tile as it
+                # is read, so no full-size scratch is written or read back.
+                reduced = os.path.join(work, "reduced.tif")
+                tiles = _write_scratch(tiles, reduced, **geometry, halve=True)
+                _build_overviews(reduced, -(-width // 2), -(-height // 2), blocksize)
+                recompressed = copy_tile_blocks(tiles, reduced, tmp_cog, width=width, height=height, blocksize=blocksize)
+                os.remove(reduced)
+                if recompressed is None:
+                    # From the COG's own overviews: a few MB to decode.
+                    quicklook(tmp_cog, tmp_png, max_size=quicklook_size)
+            if recompressed is not None:
+                _compress_whole(tiles, work, tmp_cog, tmp_png, quicklook_size, geometry)
 
         os.replace(tmp_cog, cog_path)
         os.replace(tmp_vrt, vrt_path)
@@ -245,6 +259,26 @@ def build_mosaic(
         shutil.rmtree(work, ignore_errors=True)
     written = sum(os.path.getsize(p) for p in (cog_path, vrt_path, png_path))
     return MosaicResult(cog_path, vrt_path, png_path, width, height, written, time.monotonic() - started, recompressed)
+
+
+def _compress_whole(tiles: list[TileSource], work: str, tmp_cog: str, tmp_png: str, quicklook_size: int, geometry: dict) -> None:
+    """The COG compressed anew from a full-size scratch (where the tiles' blocks cannot be copied)."""
+    scratch = os.path.join(work, "scratch.tif")
+    _write_scratch(tiles, scratch, **geometry)
+    # The overviews are computed once, uncompressed, into the scratch itself, then the COG
+    # driver copies them (FORCE_USE_EXISTING) with everything else: 0.39 s instead of
+    # 0.68 s for the demo's 2600 x 2200 mosaic, which the COG driver makes by writing its
+    # overviews compressed to a temporary file and reading them back. Same file, byte
+    # for byte, where the sides divide by the factors; GTiff rounds an odd overview side up.
+    _build_overviews(scratch, geometry["width"], geometry["height"], geometry["blocksize"])
+    # The quicklook reads the scratch's uncompressed overviews (the same pixels as the
+    # COG's), alongside the COG copy.
+    with ThreadPoolExecutor(1, thread_name_prefix="tm-quicklook") as side:
+        looking = side.submit(_quicklook_in_env, scratch, tmp_png, quicklook_size)
+        rasterio.shutil.copy(scratch, tmp_cog, driver="COG", overviews="FORCE_USE_EXISTING",
+                             **{k: v for k, v in creation_options("mosaic").items() if k.lower() != "overviews"})
+        looking.result()
+    os.remove(scratch)
 
 
 def overview_factors(width: int, height: int, blocksize: int) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import rasterio
 import rasterio.shutil
 
@@ -43,8 +44,6 @@ _DATASET = (MODEL_PIXEL_SCALE, 34735, 34736, 34737, 42112)
 def _tile_image(tile: TileSource, blocksize: int) -> tuple[Image | None, str]:
     """The tile's full-resolution image, or None and why its blocks cannot be used as they are."""
     window = tile.window
-    if window.col_off % blocksize or window.row_off % blocksize:
-        return None, f"tile {tile.tile_id} starts at ({window.col_off}, {window.row_off}), off the {blocksize}-px block grid"
     if not os.path.isfile(tile.gdal_path):
         return None, f"tile {tile.tile_id} is not a local file ({tile.gdal_path})"
     try:
@@ -88,11 +87,54 @@ def _full_resolution(tiles: list[TileSource], images: list[Image], width: int, h
     return Level(tags, tuple(blocks))
 
 
-def copy_tile_blocks(tiles: list[TileSource], scratch: str, dest: str, *, width: int, height: int, blocksize: int) -> str | None:
-    """Write the mosaic COG ``dest`` from the tiles' blocks and the overviews of ``scratch``.
+def copy_obstacle(tiles: list[TileSource], width: int, height: int, blocksize: int) -> str | None:
+    """Why the mosaic's geometry rules out copying the tiles' blocks (None if it does not).
 
-    ``scratch`` is the whole mosaic, uncompressed, with its overviews already built (the same
-    pixels as the tiles); only its overviews are compressed (mosaic profile) into the COG.
+    The tiles must start on the block grid, and the sides must be even so that the first
+    overview is a plain 2x2 average of each tile (GDAL weights its samples on an odd side).
+    """
+    if width <= blocksize and height <= blocksize:
+        return "the mosaic is a single block"
+    if width % 2 or height % 2:
+        return f"an odd side ({width} x {height}): GDAL's first overview is then not a 2x2 average"
+    for tile in tiles:
+        if tile.window.col_off % blocksize or tile.window.row_off % blocksize:
+            return (f"tile {tile.tile_id} starts at ({tile.window.col_off}, {tile.window.row_off}), "
+                    f"off the {blocksize}-px block grid")
+    return None
+
+
+def half_average(data: np.ndarray) -> np.ndarray:
+    """The nodata-aware 2x2 average of ``data`` (bands, h, w) uint8, h and w even; nodata is 0.
+
+    Each output sample is the mean of the valid (non-zero) samples of its 2x2 block, rounded half
+    up, or 0 if there are none: GDAL's AVERAGE overview at factor 2 exactly, wherever the
+    raster's sides are even (tests/test_assemble.py checks it against GDAL).
+    """
+    total = data[:, 0::2, 0::2].astype(np.uint16)
+    total += data[:, 1::2, 0::2]
+    total += data[:, 0::2, 1::2]
+    total += data[:, 1::2, 1::2]
+    valid = data != 0
+    count = valid[:, 0::2, 0::2].astype(np.uint16)
+    count += valid[:, 1::2, 0::2]
+    count += valid[:, 0::2, 1::2]
+    count += valid[:, 1::2, 1::2]
+    # round(total / count) half up = (2 total + count) // (2 count); a block of nodata sums to 0.
+    total *= 2
+    total += count
+    count *= 2
+    np.maximum(count, 1, out=count)
+    total //= count
+    return total.astype(np.uint8)
+
+
+def copy_tile_blocks(tiles: list[TileSource], reduced: str, dest: str, *, width: int, height: int, blocksize: int) -> str | None:
+    """Write the mosaic COG ``dest`` from the tiles' blocks and the overviews in ``reduced``.
+
+    ``reduced`` is the mosaic's first overview (half its width and height), uncompressed, with
+    the further overviews built into it; it is compressed (mosaic profile) into the COG's
+    overviews. The full resolution is the tiles' blocks, as they are.
 
     Returns
     -------
@@ -101,8 +143,6 @@ def copy_tile_blocks(tiles: list[TileSource], scratch: str, dest: str, *, width:
         of another layout, a grid off the block grid, remote tiles, a mosaic of one block), and
         nothing is written: the caller compresses the scratch instead.
     """
-    if width <= blocksize and height <= blocksize:
-        return "the mosaic is a single block"
     images = []
     for tile in tiles:
         image, why = _tile_image(tile, blocksize)
@@ -116,9 +156,7 @@ def copy_tile_blocks(tiles: list[TileSource], scratch: str, dest: str, *, width:
     overviews = os.path.join(os.path.dirname(dest), ".overviews.tif")
     options = {k: v for k, v in creation_options("mosaic").items() if k.lower() != "overviews"}
     try:
-        # The scratch's first overview, with the rest as its own overviews, compressed as a COG.
-        with rasterio.open(scratch, OVERVIEW_LEVEL=0) as level1:
-            rasterio.shutil.copy(level1, overviews, driver="COG", overviews="FORCE_USE_EXISTING", **options)
+        rasterio.shutil.copy(reduced, overviews, driver="COG", overviews="FORCE_USE_EXISTING", **options)
         reduced = read_file_images(overviews)
         for tag in _DECODING:
             if images[0].tags.get(tag) != reduced[0].tags.get(tag):

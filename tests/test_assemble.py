@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from temporal_median import assemble
 from temporal_median.assemble import MosaicResult, build_mosaic, quicklook
+from temporal_median.cogcopy import copy_obstacle, half_average
 from temporal_median.errors import InputMismatch, InputUnreadable
 from temporal_median.grid import Grid
 from temporal_median.tiff import read_file_images
@@ -260,7 +262,7 @@ def test_profile_tiles_blocks_are_copied_into_a_cog_equal_to_the_recompressed_on
     copied = build_mosaic(paths, str(tmp_path / "copied"), **kwargs)
     assert copied.recompressed is None
     # The same tiles through the other path: GDAL compresses the whole scratch.
-    monkeypatch.setattr(assemble, "copy_tile_blocks", lambda *a, **k: "forced for the test")
+    monkeypatch.setattr(assemble, "copy_obstacle", lambda *a, **k: "forced for the test")
     recompressed = build_mosaic(paths, str(tmp_path / "recompressed"), **kwargs)
     assert recompressed.recompressed == "forced for the test"
 
@@ -311,5 +313,29 @@ def test_tiles_off_the_block_grid_are_recompressed_with_the_reason(tmp_path):
         np.testing.assert_array_equal(src.read(), data)
 
 
-def test_stripped_tiles_are_recompressed_with_the_reason(assembled):
-    assert "not tiled" in assembled.recompressed
+def test_stripped_tiles_are_recompressed_with_the_reason(tmp_path):
+    width, height = 1024, 600
+    data = _expected_raster(seed=9, width=width, height=height)
+    paths = _write_tiles(str(tmp_path / "tiles"), data, grid=Grid(width, height, 512))  # GTiff strips
+    result = build_mosaic(paths, str(tmp_path / "out"), width=width, height=height, transform=TRANSFORM, crs=CRS_32631)
+    assert "r000_c000: not tiled" in result.recompressed
+    assert _levels(result.cog_path)[0].tolist() == data.tolist()
+
+
+def test_an_odd_side_is_recompressed_with_the_reason(assembled):
+    # 700 x 500 on a 256 grid: tiles off the 512 block grid; an odd side says so first.
+    assert "off the 512-px block grid" in assembled.recompressed
+    assert "odd side (1301 x 600)" in copy_obstacle([], 1301, 600, 512)
+
+
+def test_half_average_is_gdals_first_average_overview_on_even_sides(tmp_path):
+    data = _expected_raster(seed=13, width=1300, height=1100)
+    data[1, 7, 9] = 0  # one band's sample alone is nodata: GDAL skips it in that band only
+    path = str(tmp_path / "full.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=1300, height=1100, count=4, dtype="uint8", nodata=0,
+                       tiled=True, blockxsize=512, blockysize=512, crs=CRS_32631, transform=TRANSFORM) as dst:
+        dst.write(data)
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2], Resampling.average)
+    with rasterio.open(path, OVERVIEW_LEVEL=0) as ovr:
+        np.testing.assert_array_equal(half_average(data), ovr.read())

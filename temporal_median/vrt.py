@@ -6,6 +6,7 @@ import math
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import rasterio
@@ -68,6 +69,21 @@ def _same_transform(got: Affine, want: Affine) -> bool:
     return scale_ok and abs(got.c - want.c) <= 1e-3 * pixel and abs(got.f - want.f) <= 1e-3 * pixel
 
 
+#: Tile headers read at once (each a small ranged read).
+_HEADER_THREADS = 16
+
+
+def _header(tile_id: TileId, path: str) -> tuple[str, rasterio.profiles.Profile, Affine, object, tuple]:
+    gdal_path = _absolute(path)
+    # Its own Env in each thread (rasterio's are per thread); no .aux.xml lookups, as the caller.
+    with gdal_env(GDAL_PAM_ENABLED="NO"):
+        try:
+            with rasterio.open(gdal_path) as src:
+                return gdal_path, src.profile, src.transform, src.crs, src.block_shapes[0]
+        except (RasterioError, OSError) as exc:
+            raise tile_error(exc, tile_id, gdal_path, "open tile") from exc
+
+
 def validate_tiles(tile_paths, *, width, height, transform, crs, tile_size) -> list[TileSource]:
     """Open every tile's header and check it fills exactly its grid slot; raise naming the tile."""
     if not tile_paths:
@@ -79,14 +95,10 @@ def validate_tiles(tile_paths, *, width, height, transform, crs, tile_size) -> l
             raise InputMismatch(f"tile {tile_id} given twice: {by_id[tile_id]!r} and {path!r}")
         by_id[tile_id] = path
 
-    headers: dict[TileId, tuple[str, rasterio.profiles.Profile, Affine, object, tuple]] = {}
-    for tile_id, path in sorted(by_id.items()):
-        gdal_path = _absolute(path)
-        try:
-            with rasterio.open(gdal_path) as src:
-                headers[tile_id] = (gdal_path, src.profile, src.transform, src.crs, src.block_shapes[0])
-        except (RasterioError, OSError) as exc:
-            raise tile_error(exc, tile_id, gdal_path, "open tile") from exc
+    # Opened side by side: from GCS each open is a round trip or two, and a granule has 121 tiles.
+    ordered = sorted(by_id.items())
+    with ThreadPoolExecutor(min(_HEADER_THREADS, len(ordered)), thread_name_prefix="tm-header") as pool:
+        headers = dict(zip((t for t, _ in ordered), pool.map(lambda item: _header(*item), ordered)))
 
     if tile_size is None:
         tile_size = _infer_tile_size({t: (h[1]["width"], h[1]["height"]) for t, h in headers.items()})

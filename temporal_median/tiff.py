@@ -38,6 +38,10 @@ _GHOST_BODY = (
 )
 GHOST_HEADER = b"GDAL_STRUCTURAL_METADATA_SIZE=%06d bytes\n" % len(_GHOST_BODY) + _GHOST_BODY
 _LEADER, _TRAILER = 4, 4
+#: Bounds that keep a corrupt header from making us read gigabytes (a granule's COG has 18
+#: entries per directory and 484 blocks: 4 kB of offsets).
+_MAX_ENTRIES = 1000
+_MAX_VALUE_BYTES = 64 << 20
 #: Past this many bytes the file is written as BigTIFF (classic offsets are 32-bit).
 BIGTIFF_THRESHOLD = 2**32 - 2**24
 
@@ -137,6 +141,8 @@ def _read_directories(f: BinaryIO, next_ifd: int, big: bool) -> list[Image]:
             raise TiffFormatError("more than 64 directories (a loop?)")
         f.seek(next_ifd)
         (entries,) = struct.unpack(count_fmt, f.read(struct.calcsize(count_fmt)))
+        if entries > _MAX_ENTRIES:
+            raise TiffFormatError(f"a directory of {entries} entries (more than {_MAX_ENTRIES}: not a real one)")
         entry_size = struct.calcsize(entry_fmt) + inline
         table = f.read(entries * entry_size + inline)
         tags: dict[int, Tag] = {}
@@ -149,8 +155,12 @@ def _read_directories(f: BinaryIO, next_ifd: int, big: bool) -> list[Image]:
             if count * size <= inline:
                 data = field[: count * size]
             else:
+                if count * size > _MAX_VALUE_BYTES:
+                    raise TiffFormatError(f"tag {tag} claims {count * size} bytes of values")
                 f.seek(struct.unpack(offset_fmt, field)[0])
                 data = f.read(count * size)
+                if len(data) != count * size:
+                    raise TiffFormatError(f"tag {tag}'s values are cut short")
             tags[tag] = Tag(type_, count, data)
         (next_ifd,) = struct.unpack(offset_fmt, table[entries * entry_size :][:inline])
         offsets = tags.pop(TILE_OFFSETS, None)

@@ -109,6 +109,15 @@ def test_what_it_cannot_read_is_a_clear_error(gdal_cog, tmp_path):
         read_images(io.BytesIO(b"II*\x00\x00\x00\x00\x00"))
     with pytest.raises(TiffFormatError, match="cut short"):
         read_images(io.BytesIO(b"II*\x00\x08\x00\x00\x00\x05\x00\x00\x01"))  # 5 entries promised, none there
+    with pytest.raises(TiffFormatError, match="65535 entries"):
+        read_images(io.BytesIO(b"II*\x00\x08\x00\x00\x00\xff\xff"))
+    # One entry: TileOffsets, LONG, 2**30 values at offset 26.
+    huge = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHII", 324, 4, 2**30, 26) + b"\x00" * 4
+    with pytest.raises(TiffFormatError, match="claims 4294967296 bytes"):
+        read_images(io.BytesIO(huge))
+    short = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHII", 324, 4, 3, 26) + b"\x00" * 6
+    with pytest.raises(TiffFormatError, match="values are cut short"):
+        read_images(io.BytesIO(short))
     path, _ = gdal_cog
     levels = _levels_of(path)
     source, offset, count = levels[0].blocks[0]

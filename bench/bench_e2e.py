@@ -194,7 +194,6 @@ def stage_split(cloud, job: dict) -> dict:
         "seconds_mosaic": record.get("seconds_mosaic", float("nan")),
         "mosaic_build": record.get("seconds_mosaic_build", float("nan")),
         "mosaic_upload": record.get("seconds_mosaic_upload", float("nan")),
-        "mosaic_cpu": record.get("cpu_seconds_mosaic", float("nan")),
         "manifest_after_post": parse_utc(record["created"]) - job["posted_at"],
     }
 
@@ -310,17 +309,20 @@ def main(argv=None) -> int:
 
         readers = [p.pid for p in multiprocessing.active_children()]
 
-        def timed(work) -> float:
+        read_cpu: dict[str, list[float]] = {"whole read": [], "window read": []}
+
+        def timed(name: str, work) -> float:
             t, cpu = time.perf_counter(), sum(_cpu_of(pid) for pid in readers)
             work()
-            read_cpu.append(sum(_cpu_of(pid) for pid in readers) - cpu)
+            read_cpu[name].append(sum(_cpu_of(pid) for pid in readers) - cpu)
             return time.perf_counter() - t
 
         def whole_read() -> float:
-            return timed(lambda: pool.map(_read_scene, paths, chunksize=1))
+            return timed("whole read", lambda: pool.map(_read_scene, paths, chunksize=1))
 
         def window_read() -> float:
-            return timed(lambda: pool.map(_read_job_window, [(paths, w, threads) for w in windows], chunksize=1))
+            return timed("window read", lambda: pool.map(_read_job_window, [(paths, w, threads) for w in windows],
+                                                         chunksize=1))
 
         def job(name: str) -> dict:
             before = cloud_cpu(run_dir)
@@ -329,7 +331,6 @@ def main(argv=None) -> int:
             result["cpu"] = {part: after[part] - before.get(part, 0.0) for part in after}
             return result
 
-        read_cpu: list[float] = []
 
         # Warm-up, not counted.
         whole_read(), window_read()
@@ -408,8 +409,7 @@ def main(argv=None) -> int:
     # Measured, not estimated: the CPU every process of the cloud used during each job (the
     # median workers' reads, kernels and writes, the mosaic, fanout, both emulators, the front
     # ends). Even with every overlap perfect the job cannot take less than that over the cores.
-    reads_cpu = read_cpu[2:]  # the two warm-up reads first, then whole and window read per round
-    pure_cpu = statistics.median(reads_cpu[1::2] if pure_name == "window read" else reads_cpu[0::2])
+    pure_cpu = statistics.median(read_cpu[pure_name][1:])  # the first was the warm-up
     parts = sorted({part for j in jobs for part in j["cpu"]})
     job_cpu = {part: statistics.median(j["cpu"].get(part, 0.0) for j in jobs) for part in parts}
     total_cpu = statistics.median(sum(j["cpu"].values()) for j in jobs)

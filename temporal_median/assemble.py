@@ -243,7 +243,7 @@ def build_mosaic(
                 # is read, so no full-size scratch is written or read back.
                 reduced = os.path.join(work, "reduced.tif")
                 tiles = _write_scratch(tiles, reduced, **geometry, halve=True)
-                _build_overviews(reduced, -(-width // 2), -(-height // 2), blocksize)
+                _build_overviews(reduced)
                 recompressed = copy_tile_blocks(tiles, reduced, tmp_cog, width=width, height=height, blocksize=blocksize)
                 os.remove(reduced)
                 if recompressed is None:
@@ -270,7 +270,7 @@ def _compress_whole(tiles: list[TileSource], work: str, tmp_cog: str, tmp_png: s
     # 0.68 s for the demo's 2600 x 2200 mosaic, which the COG driver makes by writing its
     # overviews compressed to a temporary file and reading them back. Same file, byte
     # for byte, where the sides divide by the factors; GTiff rounds an odd overview side up.
-    _build_overviews(scratch, geometry["width"], geometry["height"], geometry["blocksize"])
+    _build_overviews(scratch)
     # The quicklook reads the scratch's uncompressed overviews (the same pixels as the
     # COG's), alongside the COG copy.
     with ThreadPoolExecutor(1, thread_name_prefix="tm-quicklook") as side:
@@ -291,12 +291,13 @@ def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
     return factors
 
 
-def _build_overviews(path: str, width: int, height: int, blocksize: int) -> None:
-    """Internal, uncompressed, nodata-aware averaged overviews of the scratch GTiff at ``path``."""
-    factors = overview_factors(width, height, blocksize)
-    if factors:
-        # GDAL_NUM_THREADS: GDAL computes the overview blocks on all cores.
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(path, "r+") as dst:
+def _build_overviews(path: str) -> None:
+    """Internal, uncompressed, nodata-aware averaged overviews of the scratch GTiff at ``path``,
+    down to one block (its size and block size are the file's)."""
+    # GDAL_NUM_THREADS: GDAL computes the overview blocks on all cores.
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(path, "r+") as dst:
+        factors = overview_factors(dst.width, dst.height, dst.block_shapes[0][1])
+        if factors:
             dst.build_overviews(factors, Resampling[OVERVIEW_RESAMPLING.lower()])
 
 

@@ -26,7 +26,8 @@ MODEL_TRANSFORMATION = 34264
 
 SHORT, LONG, DOUBLE, LONG8 = 3, 4, 12, 16
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
-_INT_FORMATS = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q", 12: "d", 11: "f", 13: "I", 18: "Q"}
+#: struct codes of the numeric TIFF types (ASCII and UNDEFINED are kept as bytes).
+_FORMATS = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q", 12: "d", 11: "f", 13: "I", 18: "Q"}
 #: Tags GDAL's COG driver gives an overview's directory (the rest describe the whole dataset).
 OVERVIEW_TAGS = frozenset({254, 256, 257, 258, 259, 262, 277, 284, 317, 322, 323, 324, 325, 338, 339, 42113})
 
@@ -61,11 +62,11 @@ class Tag:
     @classmethod
     def of(cls, type_: int, values: Sequence[float]) -> Tag:
         """A tag of ``type_`` holding ``values``."""
-        return cls(type_, len(values), struct.pack(f"<{len(values)}{_INT_FORMATS[type_]}", *values))
+        return cls(type_, len(values), struct.pack(f"<{len(values)}{_FORMATS[type_]}", *values))
 
     def values(self) -> tuple:
         """The values, decoded (numbers; ASCII and undefined bytes come back as their codes)."""
-        fmt = _INT_FORMATS.get(self.type)
+        fmt = _FORMATS.get(self.type)
         if fmt is None:
             return tuple(self.data)
         return struct.unpack(f"<{self.count}{fmt}", self.data[: self.count * _TYPE_SIZES[self.type]])

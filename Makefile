@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_INPUT ?= data/sample
 DEMO_OUTPUT ?= out/demo
-# The ahead-of-time median kernels (temporal_median/kernel_loader.py): built here, never committed,
+# The ahead-of-time median kernels (temporal_median/compute/loader.py): built here, never committed,
 # shipped by terraform apply when present. Without a C compiler the workers use numba's JIT.
-KERNELS_LIB := temporal_median/kernels-x86-64-v3.so
-KERNEL_SOURCES := temporal_median/kernels.py temporal_median/kernel_build.py temporal_median/kernel_loader.py
+KERNELS_LIB := temporal_median/compute/kernels-x86-64-v3.so
+KERNEL_SOURCES := temporal_median/compute/kernels.py temporal_median/compute/build.py temporal_median/compute/loader.py
 
 .PHONY: help venv kernels test demo sample up down status env bench tf-check clean
 
@@ -32,7 +32,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 kernels: $(KERNELS_LIB)
 
 $(KERNELS_LIB): $(STAMP) $(KERNEL_SOURCES)
-	$(PY) -m temporal_median.kernel_build --out $@
+	$(PY) -m temporal_median.compute.build --out $@
 
 test: venv kernels
 	$(PY) -m pytest -q

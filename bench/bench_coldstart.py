@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_tile import ROOT, drop_page_cache_hint, ensure_series  # noqa: E402
 
-from temporal_median.grid import Window  # noqa: E402
+from temporal_median.base.grid import Window  # noqa: E402
 
 #: Goal (issue 13): a fresh instance's first tile at most 1 s slower than a warm one.
 GOAL_SECONDS = 1.0
@@ -42,9 +42,9 @@ GOAL_SECONDS = 1.0
 _CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from temporal_median.grid import Window
-from temporal_median.tiles import compute_tile
-from temporal_median import median
+from temporal_median.base.grid import Window
+from temporal_median.compute.tile import compute_tile
+from temporal_median.compute import median
 backend = median.use_kernels(sys.argv[4])
 urls = json.loads(sys.argv[1]); window = Window(*json.loads(sys.argv[2]))
 compute_tile(urls, window, sys.argv[3])

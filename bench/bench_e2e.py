@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from temporal_median.grid import Grid, Window  # noqa: E402
+from temporal_median.base.grid import Grid, Window  # noqa: E402
 from temporal_median_cli.sample import PROFILES  # noqa: E402
 from temporal_median_cli.run import http_json  # noqa: E402
 from localcloud import clean_environ  # noqa: E402
@@ -72,7 +72,7 @@ def _buffer(shape: tuple) -> np.ndarray:
 def _read_scene(path: str) -> int:
     import rasterio
 
-    from temporal_median.gdal import gdal_env
+    from temporal_median.raster.gdal import gdal_env
 
     with gdal_env(), rasterio.open(path) as ds:
         out = _buffer((ds.count, ds.height, ds.width))
@@ -81,7 +81,7 @@ def _read_scene(path: str) -> int:
 
 
 def _read_job_window(task: tuple) -> int:
-    from temporal_median.tiles import read_window
+    from temporal_median.compute.tile import read_window
 
     urls, window_list, threads = task
     window = Window(*window_list)
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
     geometry = {"scenes": args.scenes, "width": args.width, "height": args.height}
 
     from localcloud import LocalCloud
-    from temporal_median.settings import Settings
+    from temporal_median.base.settings import Settings
 
     cores = os.cpu_count() or 1
     print(f"cores {cores}; load average (1, 5, 15 min) before: {loadavg()}")
@@ -291,7 +291,7 @@ def main(argv=None) -> int:
     median_fn = cloud.topology.function("median")
     workers = int(median_fn.workers)
     function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
-    from temporal_median.gdal import read_threads
+    from temporal_median.raster.gdal import read_threads
 
     # As median resolves it: TM_READ_THREADS, or by default one per core for local files.
     threads = read_threads(paths, Settings.from_env(function_env).read_threads or None)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from course_baseline import course_median  # noqa: E402
 
-from temporal_median.median import luminance_median, per_band_median  # noqa: E402
+from temporal_median.compute.median import luminance_median, per_band_median  # noqa: E402
 
 #: Goals, as ratios measured in this run.
 LUMINANCE_GOAL = 30.0  # course baseline / luminance
@@ -33,7 +33,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 import numpy as np
-from temporal_median import median
+from temporal_median.compute import median
 median.use_kernels({backend!r})
 t1 = time.perf_counter()
 median.{func}(np.ones((2, 3, 4, 4), np.uint8))
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lum_min, lum_med, lum = timed(lambda: luminance_median(stack), args.repeat)
     pb_min, pb_med, pb = timed(lambda: per_band_median(stack), args.repeat)
-    from temporal_median import median as median_module
+    from temporal_median.compute import median as median_module
 
     jit_rows = []
     if median_module.kernel_backend() == "aot":
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print("compile (first call in this process; cache may be warm): " + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items()))
-    from temporal_median import median as median_module
+    from temporal_median.compute import median as median_module
 
     print(f"kernels timed above: {median_module.kernel_backend()} (aot: the ahead-of-time library; jit: numba)")
     if not args.skip_cold:

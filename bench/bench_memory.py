@@ -43,7 +43,7 @@ import bench_tile  # noqa: E402
 from bench_e2e import proc_kib, run_job  # noqa: E402  (POST /jobs, poll until complete; tile_size 1024)
 
 from localcloud import LocalCloud, clean_environ, storage_client  # noqa: E402
-from temporal_median.gdal import REMOTE_READ_THREADS  # noqa: E402
+from temporal_median.raster.gdal import REMOTE_READ_THREADS  # noqa: E402
 
 GIB = 1 << 30
 MIB = 1 << 20

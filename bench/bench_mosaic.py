@@ -4,7 +4,7 @@ Writes synthetic 4-band tiles (smooth pattern, a nodata corner; the "tile" profi
 writes them) for a ``--size`` raster on the 1024 grid (10980 x 10980 = 121 tiles by default),
 then, each in its own fresh subprocess:
 
-- ``streamed``: ``temporal_median.assemble.build_mosaic`` (VRT + COG + quicklook), the way the
+- ``streamed``: ``temporal_median.assembly.cog.build_mosaic`` (VRT + COG + quicklook), the way the
   mosaic function runs;
 - ``recompressed``: the same, but with every block compressed again by GDAL (the way before the
   tiles' blocks were copied);
@@ -69,8 +69,8 @@ def write_tiles(directory: str, size: int, tile: int) -> list[str]:
     """The tiles as the median function writes them (the "tile" profile)."""
     from rasterio.transform import Affine
 
-    from temporal_median.grid import Grid
-    from temporal_median.writing import write_bands
+    from temporal_median.base.grid import Grid
+    from temporal_median.raster.write import write_bands
 
     transform, crs = _grid_args(size)
     paths = []
@@ -116,7 +116,7 @@ class _DiskPeak:
 
 
 def _child_streamed(tiles_dir: str, out_dir: str, size: int, tile: int, *, copy_blocks: bool = True) -> dict:
-    from temporal_median import assemble
+    from temporal_median.assembly import cog as assemble
 
     if not copy_blocks:  # the way before tile blocks were copied: GDAL compresses everything
         assemble.copy_obstacle = lambda *args, **kwargs: "benchmark: compress everything"
@@ -166,9 +166,9 @@ def _in_memory(tiles_dir, out_dir, size, tile, transform, crs, started) -> dict:
     import rasterio
     import rasterio.shutil
 
-    from temporal_median.assemble import OVERVIEW_RESAMPLING
-    from temporal_median.grid import Grid
-    from temporal_median.profiles import profile
+    from temporal_median.assembly.cog import OVERVIEW_RESAMPLING
+    from temporal_median.base.grid import Grid
+    from temporal_median.raster.profiles import profile
 
     mosaic = np.zeros((4, size, size), dtype=np.uint8)
     for tile_id, w in Grid(size, size, tile).windows():
@@ -190,7 +190,7 @@ def _in_memory(tiles_dir, out_dir, size, tile, transform, crs, started) -> dict:
 def _child_baseline(*_args) -> dict:
     import rasterio  # noqa: F401
 
-    import temporal_median.assemble  # noqa: F401
+    import temporal_median.assembly.cog  # noqa: F401
 
     return {"seconds": 0.0}
 

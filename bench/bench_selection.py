@@ -30,10 +30,10 @@ import rasterio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from temporal_median.grid import Grid  # noqa: E402
-from temporal_median.scenes import Scene  # noqa: E402
-from temporal_median.selection import Selection, select  # noqa: E402
-from temporal_median.tiles import compute_tile  # noqa: E402
+from temporal_median.base.grid import Grid  # noqa: E402
+from temporal_median.scenes.items import scene_from_item  # noqa: E402
+from temporal_median.scenes.selection import Selection, select  # noqa: E402
+from temporal_median.compute.tile import compute_tile  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     folder = Path(args.series).resolve()
     ensure_series(folder)
     items = json.loads((folder / "items.json").read_text())["features"]
-    scenes = tuple(Scene.from_item(item, "visual", str(folder / "items.json")) for item in items)
+    scenes = tuple(scene_from_item(item, "visual", str(folder / "items.json")) for item in items)
     with rasterio.open(folder / "truth" / "ground_truth.tif") as ds:
         truth = ds.read((1, 2, 3))
     configs = [("all scenes", Selection())] + [

@@ -40,9 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from temporal_median.grid import Window  # noqa: E402
-from temporal_median.gdal import gdal_env, read_threads  # noqa: E402
-from temporal_median.tiles import compute_tile, read_window  # noqa: E402
+from temporal_median.base.grid import Window  # noqa: E402
+from temporal_median.raster.gdal import gdal_env, read_threads  # noqa: E402
+from temporal_median.compute.tile import compute_tile, read_window  # noqa: E402
 from temporal_median_cli.sample import generate_series  # noqa: E402
 
 DATA = ROOT / "bench" / ".data"
@@ -60,8 +60,8 @@ ENCODINGS = {
 _RSS_CODE = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from temporal_median.grid import Window
-from temporal_median.tiles import compute_tile
+from temporal_median.base.grid import Window
+from temporal_median.compute.tile import compute_tile
 urls = json.loads(sys.argv[1]); window = Window(*json.loads(sys.argv[2]))
 def hwm():
     # VmHWM: peak RSS of this program image. ru_maxrss can carry the parent's size over fork+exec.

@@ -6,7 +6,7 @@ On one local synthetic series (``temporal_median_cli.sample.generate_series``), 
   concatenated over time, samples with any band 0 or 255 masked to NaN, median over time per band
   (NaN-skipping), floored, NaN -> 0, written with ``.rio.to_raster`` (dask threaded scheduler,
   all cores);
-- ``ours per-band`` and ``ours luminance``: ``temporal_median.tiles.compute_tile`` for each
+- ``ours per-band`` and ``ours luminance``: ``temporal_median.compute.tile.compute_tile`` for each
   window of the 1024 grid, one window after the other, each writing its tile COG.
 
 Each runs in its own fresh subprocess, ``--repeat`` times interleaved (best time kept); peak memory is its ``resource.getrusage`` ``ru_maxrss``,
@@ -77,8 +77,8 @@ def _child_xarray(paths: list[str], out_dir: str, size: int, tile: int) -> dict:
 
 def _child_ours(method: str):
     def run(paths: list[str], out_dir: str, size: int, tile: int) -> dict:
-        from temporal_median.grid import Grid
-        from temporal_median.tiles import compute_tile
+        from temporal_median.base.grid import Grid
+        from temporal_median.compute.tile import compute_tile
 
         imported = _rss_mb()
         started = time.perf_counter()
@@ -120,7 +120,7 @@ def _child_compare(xarray_dir: str, ours_dir: str, size: int, tile: int) -> dict
     import numpy as np
     import rasterio
 
-    from temporal_median.grid import Grid
+    from temporal_median.base.grid import Grid
 
     differing = total = 0
     with rasterio.open(os.path.join(xarray_dir, "median.tif")) as theirs:

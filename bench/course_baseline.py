@@ -12,7 +12,7 @@ def course_median(stack):  # pragma: no cover - compiled
 
     Deliberately untuned (single thread, strided reads, a fresh sort per pixel) but not
     handicapped either (gather buffers allocated once): it is the yardstick the kernels in
-    ``temporal_median.median`` are measured against.
+    ``temporal_median.compute.median`` are measured against.
 
     Parameters
     ----------

@@ -10,8 +10,8 @@ import time
 import urllib.error
 import urllib.request
 
-from temporal_median.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
-from temporal_median.methods import DEFAULT_METHOD, METHODS
+from temporal_median.base.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
+from temporal_median.base.methods import DEFAULT_METHOD, METHODS
 
 POLL_SECONDS = 0.5
 def parse_args(argv):
@@ -171,8 +171,8 @@ def main(argv=None) -> int:
 
 def copy_results(results_url: str, output: str) -> list[str]:
     """Download the job's results from the (emulated) results bucket into a local directory."""
-    from temporal_median import storage
-    from temporal_median.paths import ResultPaths
+    from temporal_median.base import storage
+    from temporal_median.job.paths import ResultPaths
 
     os.makedirs(output, exist_ok=True)
     results = ResultPaths(storage.GsUrl.parse(results_url))

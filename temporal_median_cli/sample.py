@@ -15,7 +15,7 @@ What a series holds (everything is a deterministic function of the seed):
   JPEG); ``truth/ground_truth.tif`` (in a subdirectory, so that listing OUT_DIR for inputs
   finds the scenes only): the luminance median of the *clean*, noise-free series, i.e. the
   same dates without clouds, fringes, shadows, haze, swath gaps or sensor noise, computed
-  independently of temporal_median.median; what a perfect composite of the cloudy series
+  independently of temporal_median.compute.median; what a perfect composite of the cloudy series
   tends to. ``items.json``: a STAC ItemCollection with one item per scene (acquisition time,
   ``eo:cloud_cover`` of the clouds drawn, the scene as its ``visual`` asset, projection and
   grid), what a STAC API would answer for the series. ``series.json``: names, dates,
@@ -494,7 +494,7 @@ def _ground_truth(ground: _Ground, doys: list[float], out_path: str, transform, 
     Without noise a pixel's colour on a date is ``table[kv] + tex``, and ``tex`` is the same
     on every date and band, so the order of its dates by R+G+B depends on ``kv`` alone: the
     median date is picked once per land-cover variant (stable sort, index count // 2, as
-    the course defines the luminance median), independently of temporal_median.median.
+    the course defines the luminance median), independently of temporal_median.compute.median.
     """
     tables = np.stack([ground.colour_table(doy) for doy in doys])  # (T, 3, kinds)
     luminance = tables.sum(axis=1)  # (T, kinds)

@@ -19,7 +19,7 @@ locals {
   # (median_max_attempts, push_max_delivery_attempts; see variables.tf).
   ack_deadline_seconds = 600
 
-  # The environment every function reads (temporal_median/settings.py documents each variable).
+  # The environment every function reads (temporal_median/base/settings.py documents each variable).
   function_env = {
     GOOGLE_CLOUD_PROJECT     = var.project_id
     TM_WINDOWS_TOPIC         = google_pubsub_topic.windows.name
@@ -34,7 +34,7 @@ locals {
     # A lease: the holder renews the mosaic lock every third of this; older is stale.
     TM_MOSAIC_LOCK_SECONDS = tostring(var.mosaic_lock_seconds)
     TM_READ_THREADS        = tostring(var.read_threads)
-    # The instance sizes the job record's cost estimate prices (temporal_median/cost.py).
+    # The instance sizes the job record's cost estimate prices (temporal_median/job/cost.py).
     TM_MEDIAN_CPU    = var.median_cpu
     TM_MEDIAN_MEMORY = var.median_memory
     TM_MOSAIC_CPU    = var.mosaic_cpu

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from temporal_median.grid import Grid, RasterGrid
-from temporal_median.manifest import Manifest
+from temporal_median.base.grid import Grid, RasterGrid
+from temporal_median.job.manifest import Manifest
 
 EVENTS = Path(__file__).parent / "fixtures" / "events"
 

@@ -11,11 +11,11 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from temporal_median import clouds as clouds_module
-from temporal_median.clouds import cloud_share, estimate_cloud_cover, estimate_cloud_covers
-from temporal_median.errors import InputUnreadable
-from temporal_median.scenes import Scene
-from temporal_median.selection import Selection, select
+from temporal_median.scenes import clouds as clouds_module
+from temporal_median.scenes.clouds import cloud_share, estimate_cloud_cover, estimate_cloud_covers
+from temporal_median.base.errors import InputUnreadable
+from temporal_median.scenes.scene import Scene
+from temporal_median.scenes.selection import Selection, select
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stac"
 

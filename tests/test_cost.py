@@ -2,8 +2,9 @@
 
 import pytest
 
-from temporal_median.cost import PRICES, Usage, parse_memory_gib
-from temporal_median.settings import Settings
+from temporal_median.base.units import memory_gib
+from temporal_median.job.cost import PRICES, Usage
+from temporal_median.base.settings import Settings
 
 
 def granule(seconds_per_window: float) -> Usage:
@@ -33,15 +34,15 @@ def test_cost_grows_with_the_seconds_a_window_takes_and_prices_can_be_overridden
     assert free_cpu["usd"]["cpu"] == 0 and free_cpu["prices"]["vcpu_second"] == 0
 
 
-@pytest.mark.parametrize("text, gib", [("2Gi", 2.0), ("512Mi", 0.5), ("16Gi", 16.0)])
+@pytest.mark.parametrize("text, gib", [("2Gi", 2.0), ("512Mi", 0.5), ("16Gi", 16.0), ("1G", 1e9 / 2**30)])
 def test_memory_sizes_as_cloud_run_writes_them(text, gib):
-    assert parse_memory_gib(text) == gib
+    assert memory_gib(text) == gib
 
 
-@pytest.mark.parametrize("text", ["2GB", "", "-1Gi", "Gi"])
+@pytest.mark.parametrize("text", ["2GB", "", "-1Gi", "Gi", "0Mi"])
 def test_bad_memory_sizes_are_refused(text):
     with pytest.raises(ValueError):
-        parse_memory_gib(text)
+        memory_gib(text)
 
 
 def test_instance_sizes_come_from_the_environment():

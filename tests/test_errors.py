@@ -5,8 +5,8 @@ import requests
 from google.api_core import exceptions as gexc
 from rasterio.errors import RasterioIOError
 
-from temporal_median import errors
-from temporal_median.errors import (
+from temporal_median.base import errors
+from temporal_median.base.errors import (
     AttemptsExhausted,
     InputMismatch,
     InputUnreadable,
@@ -22,8 +22,8 @@ from temporal_median.errors import (
     TransientError,
     policy,
 )
-from temporal_median.gdal import gdal_error
-from temporal_median.storage import GsUrl, classify
+from temporal_median.raster.gdal import gdal_error
+from temporal_median.base.storage import GsUrl, classify
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,13 @@ import rasterio
 from pipeline_support import EMULATOR_KINDS, full_cloud, make_series
 
 from localcloud import subscriber_client
-from temporal_median import storage
-from temporal_median.grid import Window
-from temporal_median.inputs import inspect_inputs
-from temporal_median.median import compute_median
-from temporal_median.paths import JobPaths
-from temporal_median.storage import GsUrl
-from temporal_median.tiles import read_window
+from temporal_median.base import storage
+from temporal_median.base.grid import Window
+from temporal_median.raster.read import inspect_inputs
+from temporal_median.compute.median import compute_median
+from temporal_median.job.paths import JobPaths
+from temporal_median.base.storage import GsUrl
+from temporal_median.compute.tile import read_window
 
 pytestmark = pytest.mark.slow
 

@@ -23,14 +23,14 @@ from pipeline_support import (
 )
 
 from localcloud import subscriber_client
-from temporal_median import storage
-from temporal_median.errors import MosaicBusy
-from temporal_median.grid import TileId
-from temporal_median.mosaic import handle_object
-from temporal_median.paths import JobPaths
-from temporal_median.settings import get_settings
-from temporal_median.storage import GsUrl
-from temporal_median.tiles import compute_tile
+from temporal_median.base import storage
+from temporal_median.base.errors import MosaicBusy
+from temporal_median.base.grid import TileId
+from temporal_median.functions.mosaic import handle_object
+from temporal_median.job.paths import JobPaths
+from temporal_median.base.settings import get_settings
+from temporal_median.base.storage import GsUrl
+from temporal_median.compute.tile import compute_tile
 
 # Draining a pull subscription without waiting needs return_immediately, deprecated but served.
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated:DeprecationWarning")
@@ -217,7 +217,7 @@ def test_median_writes_the_tile_the_core_computes_from_each_push_form(apps, pull
     answer = push(apps, message)
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "written"
     pixels, transform, crs = read_tile("median-forms", "r001_c002", tmp_path)
-    from temporal_median.grid import Window
+    from temporal_median.base.grid import Window
 
     expected_path = tmp_path / "expected.tif"
     compute_tile(series, Window(512, 256, 88, 164), str(expected_path))
@@ -470,8 +470,8 @@ def test_local_paths_in_messages_are_refused_where_not_allowed(apps, pull, serie
 
 
 def test_the_mosaic_lock_is_released_even_when_the_error_record_cannot_be_written(apps, pull, series, monkeypatch):
-    from temporal_median import mosaic as mosaic_core
-    from temporal_median.errors import StorageUnavailable
+    from temporal_median.functions import mosaic as mosaic_core
+    from temporal_median.base.errors import StorageUnavailable
 
     complete_tiles(apps, pull, series, "mosaic-unrecorded")
     paths = JobPaths.of(f"gs://{WORK}", "mosaic-unrecorded")
@@ -493,7 +493,7 @@ def test_the_mosaic_lock_is_released_even_when_the_error_record_cannot_be_writte
 
 
 def test_a_live_mosaic_lock_asks_for_a_retry_and_a_stale_one_is_taken_over(apps, pull, series):
-    from temporal_median.clock import isoformat, utcnow
+    from temporal_median.base.clock import isoformat, utcnow
 
     complete_tiles(apps, pull, series, "mosaic-lease")
     paths = JobPaths.of(f"gs://{WORK}", "mosaic-lease")
@@ -511,7 +511,7 @@ def test_a_live_mosaic_lock_asks_for_a_retry_and_a_stale_one_is_taken_over(apps,
 def test_the_lease_is_renewed_while_held_and_released_after(cloud):
     import time
 
-    from temporal_median.mosaic import Lease
+    from temporal_median.functions.mosaic import Lease
 
     url = JobPaths.of(f"gs://{WORK}", "lease-renewal").lock
     lease = Lease.take(url, seconds=1)

@@ -1,4 +1,4 @@
-"""GDAL paths, the reading environment, and how GDAL failures are classified (temporal_median.gdal)."""
+"""GDAL paths, the reading environment, and how GDAL failures are classified (temporal_median.raster.gdal)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import rasterio
 from raster_support import read_direct, upload, write_scene
 from rasterio.env import get_gdal_config
 
-from temporal_median.errors import (
+from temporal_median.base.errors import (
     InputUnreadable,
     InvalidRequest,
     StorageUnavailable,
     TransientError,
 )
-from temporal_median.gdal import gdal_env, to_gdal_path
-from temporal_median.grid import Window
-from temporal_median.inputs import inspect_inputs
-from temporal_median.median import compute_median
-from temporal_median.tiles import compute_tile, read_window
+from temporal_median.raster.gdal import gdal_env, to_gdal_path
+from temporal_median.base.grid import Window
+from temporal_median.raster.read import inspect_inputs
+from temporal_median.compute.median import compute_median
+from temporal_median.compute.tile import compute_tile, read_window
 
 
 def test_to_gdal_path_maps_each_scheme():

@@ -1,4 +1,4 @@
-"""The direct reader: GDAL's C API through ctypes (temporal_median.gdalc), against rasterio."""
+"""The direct reader: GDAL's C API through ctypes (temporal_median.raster.direct), against rasterio."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import rasterio
 from rasterio.transform import Affine
 
-from temporal_median.gdal import to_gdal_path
-from temporal_median.gdalc import open_raster
-from temporal_median.grid import Window
-from temporal_median.inputs import Reference, _matches, inspect_inputs
+from temporal_median.raster.gdal import to_gdal_path
+from temporal_median.raster.direct import open_raster
+from temporal_median.base.grid import Window
+from temporal_median.raster.read import Reference, _matches, inspect_inputs
 
 
 def test_the_direct_reader_is_used_and_reads_like_rasterio(series):
@@ -34,7 +34,7 @@ def test_scene_checks_without_rasterio_agree_with_it(series, odd_scenes):
 def test_copy_file_copies_through_gdal_byte_for_byte_and_names_a_missing_file(series, tmp_path):
     import pytest
 
-    from temporal_median.gdalc import GdalCallError, copy_file
+    from temporal_median.raster.direct import GdalCallError, copy_file
 
     copied = tmp_path / "copy.tif"
     # A chunk smaller than the file: the copy takes several reads.

@@ -1,4 +1,4 @@
-"""GeoTIFF keys read from a TIFF's first bytes (temporal_median.geotiff)."""
+"""GeoTIFF keys read from a TIFF's first bytes (temporal_median.raster.geotiff)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import rasterio
 from raster_support import TRANSFORM, random_scene
 
-from temporal_median.geotiff import geotiff_keys
+from temporal_median.raster.geotiff import geotiff_keys
 
 
 def test_geotiff_keys_are_found_in_classic_and_big_tiffs(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from temporal_median.errors import InvalidRequest
-from temporal_median.grid import Grid, TileId, Window
+from temporal_median.base.errors import InvalidRequest
+from temporal_median.base.grid import Grid, TileId, Window
 
 
 def test_sentinel2_granule_has_121_windows_with_740_px_edges():

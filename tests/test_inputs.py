@@ -1,4 +1,4 @@
-"""Opening and checking input scenes, and windowed reads (temporal_median.inputs, read_window)."""
+"""Opening and checking input scenes, and windowed reads (temporal_median.raster.read, read_window)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from raster_support import (
 )
 from rasterio.transform import Affine
 
-from temporal_median.errors import (
+from temporal_median.base.errors import (
     InputMismatch,
     InputUnreadable,
     InvalidRequest,
     NoInputs,
     PermanentError,
 )
-from temporal_median.grid import RasterGrid, Window
-from temporal_median.inputs import inspect_inputs
-from temporal_median.tiles import read_window
+from temporal_median.base.grid import RasterGrid, Window
+from temporal_median.raster.read import inspect_inputs
+from temporal_median.compute.tile import read_window
 
 
 def test_raster_grid_round_trips_through_json(series):

@@ -1,17 +1,17 @@
-"""Building the ahead-of-time kernels library (temporal_median.kernel_build): only where it can be checked."""
+"""Building the ahead-of-time kernels library (temporal_median.compute.build): only where it can be checked."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from temporal_median import kernel_build
+from temporal_median.compute import build as kernel_build
 
 
 def test_without_a_compiler_nothing_is_built_and_make_goes_on(tmp_path):
     out = tmp_path / "kernels.so"
     result = subprocess.run(
-        [sys.executable, "-m", "temporal_median.kernel_build", "--out", str(out), "--cc", "no-such-cc"],
+        [sys.executable, "-m", "temporal_median.compute.build", "--out", str(out), "--cc", "no-such-cc"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -4,8 +4,8 @@ import json
 
 
 def test_log_lines_are_json_with_the_job_fields_at_the_configured_level(capsys, monkeypatch):
-    from temporal_median.logs import get_logger
-    from temporal_median.settings import get_settings
+    from temporal_median.base.logs import get_logger
+    from temporal_median.base.settings import get_settings
 
     monkeypatch.setenv("TM_LOG_LEVEL", "WARNING")
     get_settings.cache_clear()

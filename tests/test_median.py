@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from temporal_median import kernel_loader
-from temporal_median.errors import InvalidRequest
-from temporal_median.median import (
+from temporal_median.compute import loader as kernel_loader
+from temporal_median.base.errors import InvalidRequest
+from temporal_median.compute.median import (
     DEFAULT_METHOD,
     METHODS,
     MedianResult,
@@ -269,7 +269,7 @@ def _aot_available() -> bool:
 
 @pytest.fixture
 def restore_backend():
-    from temporal_median import median
+    from temporal_median.compute import median
 
     yield median
     median.use_kernels("auto")

@@ -6,10 +6,10 @@ import json
 import pytest
 from job_support import load, manifest
 
-from temporal_median.clock import parse_time
-from temporal_median.errors import MalformedMessage
-from temporal_median.grid import TileId
-from temporal_median.messages import Delivery, WindowMessage
+from temporal_median.base.clock import parse_time
+from temporal_median.base.errors import MalformedMessage
+from temporal_median.base.grid import TileId
+from temporal_median.job.messages import Delivery, WindowMessage
 
 
 def test_window_message_round_trips_and_carries_the_course_fields():

@@ -22,9 +22,9 @@ MODULES = {
 
 # The core modules each function's code paths import lazily (after main.py is loaded).
 LAZY = {
-    "fanout": ["temporal_median.inputs", "temporal_median.stac", "pystac_client", "google.cloud.pubsub_v1"],
-    "median": ["temporal_median.tiles", "temporal_median.median"],
-    "mosaic": ["temporal_median.vrt", "temporal_median.assemble"],
+    "fanout": ["temporal_median.raster.read", "temporal_median.scenes.stac", "pystac_client", "google.cloud.pubsub_v1"],
+    "median": ["temporal_median.compute.tile", "temporal_median.compute.median"],
+    "mosaic": ["temporal_median.assembly.vrt", "temporal_median.assembly.cog"],
 }
 
 # Blocks the given modules (and their submodules), then imports main.py as the runtime does,

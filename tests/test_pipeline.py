@@ -17,15 +17,15 @@ from stac_support import stac_servers  # noqa: F401 - a fixture
 from rio_cogeo.cogeo import cog_validate
 
 from localcloud import publisher_client, subscriber_client
-from temporal_median import storage
-from temporal_median.clock import isoformat, utcnow
-from temporal_median.grid import Grid, TileId, Window
-from temporal_median.inputs import inspect_inputs
-from temporal_median.manifest import Manifest
-from temporal_median.median import compute_median
-from temporal_median.paths import JobPaths
-from temporal_median.storage import GsUrl
-from temporal_median.tiles import read_window
+from temporal_median.base import storage
+from temporal_median.base.clock import isoformat, utcnow
+from temporal_median.base.grid import Grid, TileId, Window
+from temporal_median.raster.read import inspect_inputs
+from temporal_median.job.manifest import Manifest
+from temporal_median.compute.median import compute_median
+from temporal_median.job.paths import JobPaths
+from temporal_median.base.storage import GsUrl
+from temporal_median.compute.tile import read_window
 
 @pytest.fixture(scope="module", params=EMULATOR_KINDS)
 def cloud(request, tmp_path_factory):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from temporal_median.errors import InvalidRequest, RequestTooLarge
-from temporal_median.request import JobRequest
-from temporal_median.settings import Settings
+from temporal_median.base.errors import InvalidRequest, RequestTooLarge
+from temporal_median.job.request import JobRequest
+from temporal_median.base.settings import Settings
 
 SETTINGS = Settings()
 LOCAL = Settings(allow_local_paths=True, max_inputs=3)

@@ -12,8 +12,8 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from temporal_median.grid import Grid
-from temporal_median.median import compute_median
+from temporal_median.base.grid import Grid
+from temporal_median.compute.median import compute_median
 from temporal_median_cli import sample
 from temporal_median_cli.sample import (
     PROFILES,
@@ -149,8 +149,8 @@ def test_items_json_bbox_is_the_scene_in_wgs84(year_series):
 
 def test_items_json_cloud_cover_is_the_share_of_the_valid_footprint(year_series, year_stack):
     """eo:cloud_cover: pixels at 255 over the pixels not 0 in all bands, in percent; it is what
-    temporal_median.scenes.cloud_share measures on the full-resolution scene."""
-    from temporal_median.clouds import cloud_share
+    temporal_median.scenes.scene.cloud_share measures on the full-resolution scene."""
+    from temporal_median.scenes.clouds import cloud_share
 
     for item, data in zip(load_items(year_series), year_stack):
         cloud = (data == 255).all(axis=0).sum()

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from temporal_median.scenes import Scene, parse_datetime, time_from_name
+from temporal_median.base.clock import parse_time, parse_time_or_none
+from temporal_median.base.errors import MalformedMessage
+from temporal_median.scenes.items import scene_from_item
+from temporal_median.scenes.scene import Scene, time_from_name
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stac"
 
@@ -53,29 +56,36 @@ def test_names_without_a_valid_stamp_give_no_time(url):
 
 
 def test_stac_datetimes_are_utc_and_tolerate_nanoseconds():
-    assert parse_datetime("2023-07-09T10:56:50.418123456Z") == datetime(2023, 7, 9, 10, 56, 50, 418123, UTC)
-    assert parse_datetime("2023-07-09T12:56:50+02:00") == datetime(2023, 7, 9, 10, 56, 50, tzinfo=UTC)
-    assert parse_datetime("2023-07-09T10:56:50") == datetime(2023, 7, 9, 10, 56, 50, tzinfo=UTC)
-    assert parse_datetime(None) is None and parse_datetime("yesterday") is None
+    assert parse_time_or_none("2023-07-09T10:56:50.418123456Z") == datetime(2023, 7, 9, 10, 56, 50, 418123, UTC)
+    assert parse_time_or_none("2023-07-09T12:56:50+02:00") == datetime(2023, 7, 9, 10, 56, 50, tzinfo=UTC)
+    assert parse_time_or_none("2023-07-09T10:56:50") == datetime(2023, 7, 9, 10, 56, 50, tzinfo=UTC)
+    assert parse_time_or_none(None) is None and parse_time_or_none("yesterday") is None
+
+
+@pytest.mark.parametrize("text", ["yesterday", "", None, "2023-13-01T00:00:00Z"])
+def test_messages_times_are_parsed_by_the_same_rule_and_refused_when_malformed(text):
+    with pytest.raises(MalformedMessage, match="not a timestamp"):
+        parse_time(text)
+    assert parse_time("2023-07-09T12:56:50.418123456+02:00") == datetime(2023, 7, 9, 10, 56, 50, 418123, UTC)
 
 
 def test_item_datetime_wins_over_the_file_name():
     item = load_fixture("earth-search-c1-T31TCJ.json")
-    scene = Scene.from_item(item)
+    scene = scene_from_item(item)
     assert scene.datetime == datetime(2023, 7, 9, 10, 56, 50, 418000, UTC)
     assert (scene.cloud_cover, scene.cloud_source, scene.item_id) == (12.345678, "eo:cloud_cover", item["id"])
     # Without a datetime (only start_datetime) or without either, the fallbacks apply.
     props = item["properties"]
     props.pop("datetime")
     props["start_datetime"] = "2023-07-09T10:56:00Z"
-    assert Scene.from_item(item).datetime == datetime(2023, 7, 9, 10, 56, tzinfo=UTC)
+    assert scene_from_item(item).datetime == datetime(2023, 7, 9, 10, 56, tzinfo=UTC)
     props.pop("start_datetime")
-    assert Scene.from_item(item).datetime == datetime(2023, 7, 9, 10, 46, 33, tzinfo=UTC)  # from the folder name
+    assert scene_from_item(item).datetime == datetime(2023, 7, 9, 10, 46, 33, tzinfo=UTC)  # from the folder name
 
 
 def test_a_bad_eo_cloud_cover_is_treated_as_unknown():
     item = load_fixture("earth-search-c1-T31TCJ.json")
     for bad in (-1, 140, "12", True, None):
         item["properties"]["eo:cloud_cover"] = bad
-        scene = Scene.from_item(item)
+        scene = scene_from_item(item)
         assert (scene.cloud_cover, scene.cloud_source) == (None, None)

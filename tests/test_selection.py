@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from temporal_median.errors import InvalidRequest
-from temporal_median.scenes import Scene
-from temporal_median.selection import Selection
+from temporal_median.base.errors import InvalidRequest
+from temporal_median.scenes.scene import Scene
+from temporal_median.scenes.selection import Selection
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stac"
 

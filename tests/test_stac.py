@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from stac_support import free_port, stac_servers  # noqa: F401 - stac_servers is a fixture
 
-from temporal_median.errors import InputUnreadable, InvalidRequest, StorageUnavailable
-from temporal_median.selection import Selection, select
-from temporal_median.stac import StacInput, StacSearch
-from temporal_median.stac_items import asset_href, check_one_grid, scenes_from_items
+from temporal_median.base.errors import InputUnreadable, InvalidRequest, StorageUnavailable
+from temporal_median.scenes.selection import Selection, select
+from temporal_median.scenes.stac import StacInput, StacSearch
+from temporal_median.scenes.items import asset_href, check_one_grid, scenes_from_items
 from temporal_median_cli.sample import generate_series
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stac"
@@ -188,7 +188,7 @@ def test_stac_input_from_a_job_request():
 
 
 def test_item_collection_in_cloud_storage_is_read_with_the_storage_client(monkeypatch):
-    from temporal_median import storage
+    from temporal_median.base import storage
 
     body = {"type": "FeatureCollection", "features": [load_fixture("earth-search-c1-T31TCJ.json")]}
     asked = []

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "terraform"))
 import checks  # noqa: E402  (terraform/checks.py, not a package)
 from checks import TerraformConfig, block  # noqa: E402
 
-from temporal_median import kernel_loader  # noqa: E402
-from temporal_median.settings import Settings  # noqa: E402
+from temporal_median.compute import loader as kernel_loader# noqa: E402
+from temporal_median.base.settings import Settings  # noqa: E402
 
 TF = REPO / "terraform"
 FUNCTIONS = ("fanout", "median", "mosaic")
@@ -461,7 +461,7 @@ def test_functions_get_the_environment_the_core_reads(config: TerraformConfig):
         # Any other reference becomes a name made from it, e.g. google-storage-bucket-work-name.
         return re.sub(r"\$\{([^}]+)\}", lambda m: re.sub(r"[^a-z0-9]+", "-", m.group(1)).strip("-"), value)
 
-    import temporal_median.settings as settings_module
+    import temporal_median.base.settings as settings_module
 
     documented = set(re.findall(r"^(TM_\w+)", settings_module.__doc__, flags=re.M))
     local_only = {"TM_ALLOW_LOCAL_PATHS", "TM_MAX_REQUEST_BYTES"}  # left at their defaults in the cloud
@@ -622,13 +622,14 @@ def test_each_function_zip_contains_its_code_and_the_core_package(config: Terraf
             assert core_files() <= names, f"{label} lacks {sorted(core_files() - names)}"
             assert "temporal_median/__init__.py" in names
             assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-            assert archive.read("temporal_median/settings.py") == (REPO / "temporal_median" / "settings.py").read_bytes()
+            assert archive.read("temporal_median/base/settings.py") == (REPO / "temporal_median" / "base" / "settings.py").read_bytes()
 
 
 AOT_PROBE = r"""
 import sys
 import numpy as np
-from temporal_median import kernel_loader, median
+from temporal_median.compute import loader as kernel_loader
+from temporal_median.compute import median
 stack = np.random.default_rng(1).integers(0, 256, size=(5, 3, 4, 70), dtype=np.uint8)
 median.compute_median(stack)
 print(kernel_loader.kernel_backend(), "numba" in sys.modules, kernel_loader.__file__)
@@ -645,7 +646,7 @@ def test_the_median_zip_runs_its_kernels_ahead_of_time_without_numba(config: Ter
     output = checks.build_zip(spec["source_dir"], spec["excludes"], spec["exclude_symlink_directories"], tmp_path / "median.zip")
     unpacked = tmp_path / "median"
     with zipfile.ZipFile(output) as archive:
-        assert f"temporal_median/{kernel_loader.AOT_LIBRARY.name}" in archive.namelist()
+        assert f"temporal_median/compute/{kernel_loader.AOT_LIBRARY.name}" in archive.namelist()
         archive.extractall(unpacked)
     result = subprocess.run([sys.executable, "-c", AOT_PROBE], capture_output=True, text=True, cwd=unpacked,
                             env={**os.environ, "PYTHONPATH": str(unpacked)}, timeout=120)

@@ -1,4 +1,4 @@
-"""TIFF directories by hand (temporal_median.tiff): GDAL's COGs read, rewritten from their own blocks."""
+"""TIFF directories by hand (temporal_median.raster.tiff): GDAL's COGs read, rewritten from their own blocks."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import rasterio
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
-from temporal_median import tiff
-from temporal_median.profiles import profile
-from temporal_median.tiff import Level, Tag, TiffFormatError, read_file_images, read_images, tile_blocks, write_cog
+from temporal_median.raster import tiff
+from temporal_median.raster.profiles import profile
+from temporal_median.raster.tiff import Level, Tag, TiffFormatError, read_file_images, read_images, tile_blocks, write_cog
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tile computation: the chunk plan, compute_tile, reused buffers (temporal_median.tiles)."""
+"""Tile computation: the chunk plan, compute_tile, reused buffers (temporal_median.compute.tile)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
-from temporal_median import tiles as tiles_module
-from temporal_median.errors import (
+from temporal_median.compute import tile as tiles_module
+from temporal_median.base.errors import (
     InputMismatch,
     InputUnreadable,
     InvalidRequest,
 )
-from temporal_median.grid import Grid, RasterGrid, Window
-from temporal_median.inputs import inspect_inputs
-from temporal_median.median import compute_median
-from temporal_median.tiles import CHUNK_BYTES, compute_tile, plan_chunks
+from temporal_median.base.grid import Grid, RasterGrid, Window
+from temporal_median.raster.read import inspect_inputs
+from temporal_median.compute.median import compute_median
+from temporal_median.compute.tile import CHUNK_BYTES, compute_tile, plan_chunks
 
 
 @pytest.mark.parametrize(

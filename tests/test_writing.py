@@ -1,4 +1,4 @@
-"""Tile COGs and output profiles (temporal_median.writing, temporal_median.profiles)."""
+"""Tile COGs and output profiles (temporal_median.raster.write, temporal_median.raster.profiles)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import rasterio
 from raster_support import TRANSFORM
 from rio_cogeo.cogeo import cog_validate
 
-from temporal_median.errors import (
+from temporal_median.base.errors import (
     InvalidRequest,
 )
-from temporal_median.profiles import profile
-from temporal_median.writing import write_tile
+from temporal_median.raster.profiles import profile
+from temporal_median.raster.write import write_tile
 
 
 def test_write_tile_saturates_count_and_is_atomic(tmp_path):

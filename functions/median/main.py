@@ -8,11 +8,11 @@ A 2xx acknowledges; a 5xx makes Pub/Sub redeliver, up to the dead-letter topic.
 import flask
 import functions_framework
 
-from temporal_median.errors import MalformedMessage, error_body, policy
-from temporal_median.messages import Delivery
-from temporal_median.logs import get_logger
-from temporal_median.settings import get_settings
-from temporal_median.worker import handle_delivery
+from temporal_median.base.errors import MalformedMessage, error_body, policy
+from temporal_median.job.messages import Delivery
+from temporal_median.base.logs import get_logger
+from temporal_median.base.settings import get_settings
+from temporal_median.functions.median import handle_delivery
 
 log = get_logger("temporal_median.median")
 

@@ -1,0 +1,1 @@
+"""The mosaic's assembly: the tiles checked into a VRT, one COG from their blocks, the quicklook."""

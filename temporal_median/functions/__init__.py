@@ -1,0 +1,1 @@
+"""The three function cores, named as functions/ names them: fanout, median, mosaic."""

@@ -1,0 +1,97 @@
+"""The job manifest: everything about a job, written by fanout before it publishes anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporal_median.base.errors import InvalidRequest, MalformedMessage
+from temporal_median.base.grid import Grid, RasterGrid, TileId
+from temporal_median.job.messages import WindowMessage
+from temporal_median.base.methods import check_method
+from temporal_median.job.paths import JobPaths, ResultPaths
+from temporal_median.job.ids import check_job_id
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything about a job, written by fanout before it publishes anything."""
+
+    job_id: str
+    datasets: tuple[str, ...]
+    grid: Grid
+    raster: RasterGrid
+    method: str
+    output: str
+    created: str
+    work: str
+    #: How the scenes were chosen: source, criteria, the scenes kept and those dropped with reasons.
+    selection: dict = field(default_factory=dict)
+
+    @property
+    def paths(self) -> JobPaths:
+        return JobPaths.of(self.work, self.job_id)
+
+    @property
+    def results(self) -> ResultPaths:
+        return ResultPaths.of(self.output, self.job_id)
+
+    def to_dict(self) -> dict:
+        """The manifest as JSON-safe data (what manifest.json holds)."""
+        return {
+            "version": MANIFEST_VERSION,
+            "job_id": self.job_id,
+            "datasets": list(self.datasets),
+            "grid": self.grid.to_dict(),
+            "raster": self.raster.to_dict(),
+            "method": self.method,
+            "output": self.output,
+            "created": self.created,
+            "work": self.work,
+            "tiles": len(self.grid),
+            "selection": self.selection,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Manifest":
+        """Inverse of :meth:`to_dict`; MalformedMessage names a missing or bad field."""
+        try:
+            return cls(
+                job_id=check_job_id(data["job_id"]),
+                datasets=tuple(data["datasets"]),
+                grid=Grid.from_dict(data["grid"]),
+                raster=RasterGrid.from_dict(data["raster"]),
+                method=check_method(data["method"]),
+                output=str(data["output"]),
+                created=str(data["created"]),
+                work=str(data["work"]),
+                selection=dict(data.get("selection") or {}),
+            )
+        except (KeyError, TypeError, InvalidRequest) as exc:
+            raise MalformedMessage(f"job manifest is missing or has a bad field: {exc}") from exc
+
+    def same_job(self, other: "Manifest") -> bool:
+        """True if both describe the same computation: the same scenes, grid, method and places.
+
+        When and how the scenes were chosen does not count: two requests that select the same
+        scenes (a STAC search, or its ItemCollection with a date range) are one job.
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        for key in ("created", "selection"):
+            mine.pop(key)
+            theirs.pop(key)
+        return mine == theirs
+
+    def message(self, tile: TileId) -> WindowMessage:
+        """The window message of one of this job's tiles."""
+        return WindowMessage(
+            job_id=self.job_id,
+            tile=tile,
+            window=self.grid.window(tile),
+            method=self.method,
+            datasets=self.datasets,
+            destination=str(self.paths.tile(tile)),
+            work=self.work,
+            raster=self.raster,
+        )

@@ -1,0 +1,156 @@
+"""What travels on Pub/Sub: the window message, and a delivery of it decoded from whichever form it came in."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from temporal_median.base.clock import parse_time, utcnow
+from temporal_median.base.errors import InvalidRequest, MalformedMessage
+from temporal_median.base.grid import RasterGrid, TileId, Window
+from temporal_median.base.methods import check_method
+from temporal_median.job.paths import JobPaths
+from temporal_median.job.ids import check_job_id
+
+MESSAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WindowMessage:
+    """One window of one job: the payload of a message on the windows topic.
+
+    A superset of the course's payload (``window``, ``destination``, ``datasets``).
+    """
+
+    job_id: str
+    tile: TileId
+    window: Window
+    method: str
+    datasets: tuple[str, ...]
+    destination: str
+    work: str
+    raster: RasterGrid | None = None
+
+    def to_bytes(self) -> bytes:
+        """The message data: compact JSON, a superset of the course's payload."""
+        return json.dumps(
+            {
+                "version": MESSAGE_VERSION,
+                "job_id": self.job_id,
+                "tile": str(self.tile),
+                "window": self.window.as_list(),
+                "method": self.method,
+                "datasets": list(self.datasets),
+                "destination": self.destination,
+                "work": self.work,
+                "raster": self.raster.to_dict() if self.raster else {},
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def attributes(self) -> dict[str, str]:
+        """The message attributes: job and tile, for filters and logs."""
+        return {"job_id": self.job_id, "tile": str(self.tile)}
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "WindowMessage":
+        """Decode and validate a message's data; MalformedMessage says what is wrong."""
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedMessage(f"message data is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise MalformedMessage("message data must be a JSON object")
+        try:
+            if body.get("version") != MESSAGE_VERSION:
+                raise MalformedMessage(f"unsupported message version {body.get('version')!r}")
+            datasets = body["datasets"]
+            if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+                raise MalformedMessage("'datasets' must be a non-empty list of strings")
+            message = cls(
+                job_id=check_job_id(body["job_id"]),
+                tile=TileId.parse(body["tile"]),
+                window=Window.from_list(body["window"]),
+                method=check_method(body["method"]),
+                datasets=tuple(datasets),
+                destination=str(body["destination"]),
+                work=str(body["work"]),
+                raster=RasterGrid.from_dict(body["raster"]) if body.get("raster") else None,
+            )
+        except KeyError as exc:
+            raise MalformedMessage(f"message data lacks {exc}") from None
+        except InvalidRequest as exc:
+            raise MalformedMessage(str(exc)) from None
+        paths = JobPaths.of(message.work, message.job_id)
+        if message.destination != str(paths.tile(message.tile)):
+            raise MalformedMessage(
+                f"destination {message.destination!r} is not the tile's place {paths.tile(message.tile)}"
+            )
+        return message
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a Pub/Sub message, in whichever form it came."""
+
+    data: bytes
+    attributes: dict
+    message_id: str
+    publish_time: datetime
+    attempt: int | None
+    form: str  # "push-envelope", "cloudevent-binary", "cloudevent-structured"
+
+    @classmethod
+    def from_pubsub_json(cls, message: dict, attempt, form: str) -> "Delivery":
+        """A delivery from a Pub/Sub message object as JSON (push envelope or CloudEvent data)."""
+        if not isinstance(message, dict):
+            raise MalformedMessage("'message' must be an object")
+        message_id = message.get("messageId") or message.get("message_id")
+        if not message_id:
+            raise MalformedMessage("the Pub/Sub message has no messageId")
+        try:
+            data = base64.b64decode(message.get("data") or "", validate=True)
+        except (ValueError, TypeError) as exc:
+            raise MalformedMessage(f"message.data is not base64: {exc}") from None
+        attributes = message.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise MalformedMessage("message.attributes must be an object")
+        publish = message.get("publishTime") or message.get("publish_time")
+        if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
+            raise MalformedMessage(f"deliveryAttempt must be a positive integer, got {attempt!r}")
+        return cls(data, dict(attributes), str(message_id), parse_time(publish) if publish else utcnow(), attempt, form)
+
+    @classmethod
+    def from_http(cls, headers, body: bytes) -> "Delivery":
+        """Decode a push request: a raw push envelope, or a messagePublished CloudEvent (binary or structured)."""
+        from cloudevents.exceptions import GenericException
+        from cloudevents.http import from_http
+
+        lowered = {k.lower(): v for k, v in dict(headers).items()}
+        is_structured = lowered.get("content-type", "").startswith("application/cloudevents+json")
+        if "ce-specversion" in lowered or is_structured:
+            try:
+                event = from_http(dict(headers), body)
+            except GenericException as exc:
+                raise MalformedMessage(f"not a valid CloudEvent: {exc}") from None
+            if event["type"] != "google.cloud.pubsub.topic.v1.messagePublished":
+                raise MalformedMessage(f"unexpected CloudEvent type {event['type']!r}")
+            data = event.data
+            if isinstance(data, (bytes, str)):
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    raise MalformedMessage("CloudEvent data is not JSON") from None
+            if not isinstance(data, dict) or "message" not in data:
+                raise MalformedMessage("messagePublished CloudEvent data has no 'message'")
+            form = "cloudevent-structured" if is_structured else "cloudevent-binary"
+            return cls.from_pubsub_json(data["message"], data.get("deliveryAttempt"), form)
+        try:
+            envelope = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedMessage("the request body is neither a CloudEvent nor a JSON push envelope") from None
+        if not isinstance(envelope, dict) or "message" not in envelope:
+            raise MalformedMessage("a push envelope must be a JSON object with 'message'")
+        return cls.from_pubsub_json(envelope["message"], envelope.get("deliveryAttempt"), "push-envelope")

@@ -26,11 +26,11 @@ from localcloud import subscriber_client
 from temporal_median.base import storage
 from temporal_median.base.errors import MosaicBusy
 from temporal_median.base.grid import TileId
-from temporal_median.functions.mosaic import handle_object
-from temporal_median.job.paths import JobPaths
 from temporal_median.base.settings import get_settings
 from temporal_median.base.storage import GsUrl
 from temporal_median.compute.tile import compute_tile
+from temporal_median.functions.mosaic import handle_object
+from temporal_median.job.paths import JobPaths
 
 # Draining a pull subscription without waiting needs return_immediately, deprecated but served.
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated:DeprecationWarning")
@@ -174,6 +174,21 @@ def test_mismatched_input_is_a_400_naming_the_file_and_nothing_is_written(apps, 
     assert pull() == []
 
 
+def first_scene_wrong(series, folder: Path, **changes) -> dict:
+    """A request whose first scene (the earliest stamp) differs from the rest by ``changes``."""
+    folder.mkdir()
+    for path in series:
+        shutil.copy(path, folder)
+    first = folder / "T31TCJ_20000101T000000_TCI.tif"
+    with rasterio.open(series[0]) as src:
+        data, profile = src.read(), src.profile
+    count = changes.get("count", profile["count"])
+    data = np.concatenate([data, data[:1]])[:count]
+    with rasterio.open(first, "w", **(profile | changes)) as dst:
+        dst.write(data.astype(changes.get("dtype", "uint8")))
+    return {"inputs": str(folder), "job_id": f"first-{folder.name}", "_names": first.name}
+
+
 @pytest.mark.parametrize(
     "body, status_code, code",
     [
@@ -181,14 +196,22 @@ def test_mismatched_input_is_a_400_naming_the_file_and_nothing_is_written(apps, 
         ({"inputs": "gs://tm-work/no-such-prefix/"}, 400, "no_inputs"),
         ({"inputs": "gs://tm-work/x", "method": "mean"}, 400, "invalid_request"),
         ({"inputs": "gs://tm-work/x", "tile_size": 8192}, 400, "invalid_request"),
-        ({"inputs": "gs://no-such-bucket/x/"}, 400, "input_unreadable"),
+        ({"inputs": "gs://no-such-bucket/x/", "_names": "no-such-bucket"}, 400, "input_unreadable"),
+        # The first scene is the reference every other is checked against; it is checked too.
+        (lambda series, tmp: first_scene_wrong(series, tmp / "uint16", dtype="uint16"), 400, "input_mismatch"),
+        (lambda series, tmp: first_scene_wrong(series, tmp / "four-band", count=4), 400, "input_mismatch"),
     ],
+    ids=["missing-dir", "empty-prefix", "bad-method", "huge-tile", "no-bucket", "first-scene-uint16", "first-scene-4-band"],
 )
-def test_bad_requests_get_json_errors_and_publish_nothing(apps, pull, body, status_code, code):
+def test_bad_requests_get_json_errors_and_publish_nothing(apps, pull, series, tmp_path, body, status_code, code):
+    body = dict(body(series, tmp_path) if callable(body) else body)
+    named = body.pop("_names", None)
     answer = post(apps, body)
     assert (answer.status_code, answer.get_json()["error"]["code"]) == (status_code, code)
-    if "no-such-bucket" in body["inputs"]:
-        assert "no-such-bucket" in answer.get_json()["error"]["message"]
+    if named:
+        assert named in answer.get_json()["error"]["message"]
+    if "job_id" in body:
+        assert storage.read_json(JobPaths.of(f"gs://{WORK}", body["job_id"]).manifest) is None
     assert pull() == []
 
 
@@ -470,8 +493,8 @@ def test_local_paths_in_messages_are_refused_where_not_allowed(apps, pull, serie
 
 
 def test_the_mosaic_lock_is_released_even_when_the_error_record_cannot_be_written(apps, pull, series, monkeypatch):
-    from temporal_median.functions import mosaic as mosaic_core
     from temporal_median.base.errors import StorageUnavailable
+    from temporal_median.functions import mosaic as mosaic_core
 
     complete_tiles(apps, pull, series, "mosaic-unrecorded")
     paths = JobPaths.of(f"gs://{WORK}", "mosaic-unrecorded")

@@ -16,6 +16,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window as RioWindow
 
 from temporal_median.base.errors import InputMismatch, InvalidRequest, NoInputs
+from temporal_median.base.grid import RasterGrid, Window
+from temporal_median.raster.direct import GDT_BYTE, GdalCallError, Raster, open_raster, read_head
 from temporal_median.raster.gdal import (
     forget_remote_files_on_transient,
     gdal_env,
@@ -23,9 +25,7 @@ from temporal_median.raster.gdal import (
     read_threads,
     to_gdal_path,
 )
-from temporal_median.raster.direct import GDT_BYTE, GdalCallError, Raster, open_raster, read_head
 from temporal_median.raster.geotiff import geotiff_keys
-from temporal_median.base.grid import RasterGrid, Window
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,10 @@ def inspect_inputs(urls: Sequence[str], *, max_workers: int | None = None) -> Ra
         stack.callback(shutdown, pool)
         # The first scene through rasterio (its grid is the reference, CRS named as rasterio
         # names it); the others checked against it by the direct reader, PROJ once per CRS.
-        reference = Reference.of(probe(urls[0], None).grid, f"the first scene {urls[0]}")
+        first = probe(urls[0], None)
+        reference = Reference.of(first.grid, f"the first scene {urls[0]}")
+        # The reference is checked too: a uint16 or 4-band first scene is as wrong as any other.
+        reference.check(first, urls[0])
         wait_all([pool.submit(check_scene, url, reference) for url in urls[1:]])
         return reference.grid
 

@@ -40,10 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from temporal_median.base.grid import Grid, Window  # noqa: E402
-from temporal_median_cli.sample import PROFILES  # noqa: E402
-from temporal_median_cli.run import http_json  # noqa: E402
 from localcloud import clean_environ  # noqa: E402
+from temporal_median.base.grid import Grid, Window  # noqa: E402
+from temporal_median_cli.run import http_json  # noqa: E402
+from temporal_median_cli.sample import PROFILES  # noqa: E402
 
 DATA = ROOT / "bench" / ".data"
 TILE_SIZE = 1024

@@ -217,14 +217,14 @@ def main(argv=None) -> int:
         os.environ.update({"GOOGLE_CLOUD_PROJECT": "local-project", "TM_WINDOWS_TOPIC": "windows",
                            "TM_WORK_URL": "gs://tm-work", "TM_RESULTS_URL": "gs://tm-results",
                            "TM_ALLOW_LOCAL_PATHS": "true"})
-        from temporal_median.functions.fanout import list_inputs, publisher, start_job
-        from temporal_median.base.grid import Grid
         from temporal_median.base.clock import isoformat, utcnow
+        from temporal_median.base.grid import Grid
+        from temporal_median.base.settings import get_settings
+        from temporal_median.functions.fanout import list_inputs, publisher, start_job
         from temporal_median.job.manifest import Manifest
         from temporal_median.job.request import JobRequest
         from temporal_median.raster.gdal import forget_remote_files
         from temporal_median.raster.read import inspect_inputs
-        from temporal_median.base.settings import get_settings
 
         settings = get_settings()
         # This process plays fanout: its "job started" lines would clutter the figures.

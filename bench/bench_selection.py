@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from temporal_median.base.grid import Grid  # noqa: E402
+from temporal_median.compute.tile import compute_tile  # noqa: E402
 from temporal_median.scenes.items import scene_from_item  # noqa: E402
 from temporal_median.scenes.selection import Selection, select  # noqa: E402
-from temporal_median.compute.tile import compute_tile  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from temporal_median.base.grid import Window  # noqa: E402
-from temporal_median.raster.gdal import gdal_env, read_threads  # noqa: E402
 from temporal_median.compute.tile import compute_tile, read_window  # noqa: E402
+from temporal_median.raster.gdal import gdal_env, read_threads  # noqa: E402
 from temporal_median_cli.sample import generate_series  # noqa: E402
 
 DATA = ROOT / "bench" / ".data"

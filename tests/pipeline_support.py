@@ -72,9 +72,9 @@ def function_env(cloud: LocalCloud, **extra: str) -> dict[str, str]:
 
 def reset_clients() -> None:
     """Forget the process's cached settings and clients, so a new environment takes effect."""
-    from temporal_median.functions import fanout
     from temporal_median.base import storage
     from temporal_median.base.settings import get_settings
+    from temporal_median.functions import fanout
 
     get_settings.cache_clear()
     storage.client.cache_clear()

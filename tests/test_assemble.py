@@ -14,12 +14,12 @@ from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from temporal_median.assembly import cog as assemble
-from temporal_median.assembly.cog import MosaicResult, build_mosaic, quicklook
 from temporal_median.assembly.blockcopy import copy_obstacle, half_average
+from temporal_median.assembly.cog import MosaicResult, build_mosaic, quicklook
+from temporal_median.assembly.vrt import build_vrt
 from temporal_median.base.errors import InputMismatch, InputUnreadable
 from temporal_median.base.grid import Grid
 from temporal_median.raster.tiff import read_file_images
-from temporal_median.assembly.vrt import build_vrt
 from temporal_median.raster.write import write_bands
 
 WIDTH, HEIGHT, TILE = 700, 500, 256  # neither side a multiple of the tile size

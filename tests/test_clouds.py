@@ -11,9 +11,9 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
+from temporal_median.base.errors import InputUnreadable
 from temporal_median.scenes import clouds as clouds_module
 from temporal_median.scenes.clouds import cloud_share, estimate_cloud_cover, estimate_cloud_covers
-from temporal_median.base.errors import InputUnreadable
 from temporal_median.scenes.scene import Scene
 from temporal_median.scenes.selection import Selection, select
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from temporal_median.base.settings import Settings
 from temporal_median.base.units import memory_gib
 from temporal_median.job.cost import PRICES, Usage
-from temporal_median.base.settings import Settings
 
 
 def granule(seconds_per_window: float) -> Usage:

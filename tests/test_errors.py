@@ -22,8 +22,8 @@ from temporal_median.base.errors import (
     TransientError,
     policy,
 )
-from temporal_median.raster.gdal import gdal_error
 from temporal_median.base.storage import GsUrl, classify
+from temporal_median.raster.gdal import gdal_error
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,11 @@ from temporal_median.base.errors import (
     StorageUnavailable,
     TransientError,
 )
-from temporal_median.raster.gdal import gdal_env, to_gdal_path
 from temporal_median.base.grid import Window
-from temporal_median.raster.read import inspect_inputs
 from temporal_median.compute.median import compute_median
 from temporal_median.compute.tile import compute_tile, read_window
+from temporal_median.raster.gdal import gdal_env, to_gdal_path
+from temporal_median.raster.read import inspect_inputs
 
 
 def test_to_gdal_path_maps_each_scheme():

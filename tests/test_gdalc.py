@@ -6,9 +6,9 @@ import numpy as np
 import rasterio
 from rasterio.transform import Affine
 
-from temporal_median.raster.gdal import to_gdal_path
-from temporal_median.raster.direct import open_raster
 from temporal_median.base.grid import Window
+from temporal_median.raster.direct import open_raster
+from temporal_median.raster.gdal import to_gdal_path
 from temporal_median.raster.read import Reference, _matches, inspect_inputs
 
 

@@ -23,8 +23,8 @@ from temporal_median.base.errors import (
     PermanentError,
 )
 from temporal_median.base.grid import RasterGrid, Window
-from temporal_median.raster.read import inspect_inputs
 from temporal_median.compute.tile import read_window
+from temporal_median.raster.read import inspect_inputs
 
 
 def test_raster_grid_round_trips_through_json(series):

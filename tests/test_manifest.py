@@ -3,9 +3,9 @@
 from job_support import manifest
 
 from temporal_median.base.grid import TileId
+from temporal_median.base.storage import GsUrl
 from temporal_median.job.manifest import Manifest
 from temporal_median.job.paths import JobPaths, parse_error_object, parse_tile_object
-from temporal_median.base.storage import GsUrl
 
 
 def test_tile_and_error_object_names():

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from temporal_median.compute import loader as kernel_loader
 from temporal_median.base.errors import InvalidRequest
+from temporal_median.compute import loader as kernel_loader
 from temporal_median.compute.median import (
     DEFAULT_METHOD,
     METHODS,

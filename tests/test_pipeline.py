@@ -13,19 +13,20 @@ import pytest
 import rasterio
 import rasterio.errors
 from pipeline_support import EMULATOR_KINDS, RESULTS, WORK, full_cloud, make_series
-from stac_support import stac_servers  # noqa: F401 - a fixture
 from rio_cogeo.cogeo import cog_validate
+from stac_support import stac_servers  # noqa: F401 - a fixture
 
 from localcloud import publisher_client, subscriber_client
 from temporal_median.base import storage
 from temporal_median.base.clock import isoformat, utcnow
 from temporal_median.base.grid import Grid, TileId, Window
-from temporal_median.raster.read import inspect_inputs
-from temporal_median.job.manifest import Manifest
-from temporal_median.compute.median import compute_median
-from temporal_median.job.paths import JobPaths
 from temporal_median.base.storage import GsUrl
+from temporal_median.compute.median import compute_median
 from temporal_median.compute.tile import read_window
+from temporal_median.job.manifest import Manifest
+from temporal_median.job.paths import JobPaths
+from temporal_median.raster.read import inspect_inputs
+
 
 @pytest.fixture(scope="module", params=EMULATOR_KINDS)
 def cloud(request, tmp_path_factory):

@@ -3,8 +3,8 @@
 import pytest
 
 from temporal_median.base.errors import InvalidRequest, RequestTooLarge
-from temporal_median.job.request import JobRequest
 from temporal_median.base.settings import Settings
+from temporal_median.job.request import JobRequest
 
 SETTINGS = Settings()
 LOCAL = Settings(allow_local_paths=True, max_inputs=3)

@@ -14,9 +14,9 @@ import pytest
 from stac_support import free_port, stac_servers  # noqa: F401 - stac_servers is a fixture
 
 from temporal_median.base.errors import InputUnreadable, InvalidRequest, StorageUnavailable
+from temporal_median.scenes.items import asset_href, check_one_grid, scenes_from_items
 from temporal_median.scenes.selection import Selection, select
 from temporal_median.scenes.stac import StacInput, StacSearch
-from temporal_median.scenes.items import asset_href, check_one_grid, scenes_from_items
 from temporal_median_cli.sample import generate_series
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stac"

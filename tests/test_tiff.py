@@ -13,7 +13,15 @@ from rio_cogeo.cogeo import cog_validate
 
 from temporal_median.raster import tiff
 from temporal_median.raster.profiles import profile
-from temporal_median.raster.tiff import Level, Tag, TiffFormatError, read_file_images, read_images, tile_blocks, write_cog
+from temporal_median.raster.tiff import (
+    Level,
+    Tag,
+    TiffFormatError,
+    read_file_images,
+    read_images,
+    tile_blocks,
+    write_cog,
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,16 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
-from temporal_median.compute import tile as tiles_module
 from temporal_median.base.errors import (
     InputMismatch,
     InputUnreadable,
     InvalidRequest,
 )
 from temporal_median.base.grid import Grid, RasterGrid, Window
-from temporal_median.raster.read import inspect_inputs
+from temporal_median.compute import tile as tiles_module
 from temporal_median.compute.median import compute_median
 from temporal_median.compute.tile import CHUNK_BYTES, compute_tile, plan_chunks
+from temporal_median.raster.read import inspect_inputs
 
 
 @pytest.mark.parametrize(

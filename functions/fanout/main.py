@@ -6,11 +6,11 @@ import flask
 import functions_framework
 
 from temporal_median.base.errors import InvalidRequest, RequestTooLarge, error_body, policy
+from temporal_median.base.logs import get_logger
+from temporal_median.base.settings import get_settings
 from temporal_median.functions.fanout import cancel_job, job_status, start_job
 from temporal_median.job.ids import check_job_id
 from temporal_median.job.request import JobRequest
-from temporal_median.base.logs import get_logger
-from temporal_median.base.settings import get_settings
 
 log = get_logger("temporal_median.fanout")
 _JOB_PATH = re.compile(r"^/jobs/([^/]+)/?$")

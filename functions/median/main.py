@@ -9,10 +9,10 @@ import flask
 import functions_framework
 
 from temporal_median.base.errors import MalformedMessage, error_body, policy
-from temporal_median.job.messages import Delivery
 from temporal_median.base.logs import get_logger
 from temporal_median.base.settings import get_settings
 from temporal_median.functions.median import handle_delivery
+from temporal_median.job.messages import Delivery
 
 log = get_logger("temporal_median.median")
 

@@ -5,8 +5,8 @@ from cloudevents.http import CloudEvent
 
 from temporal_median.base.errors import MalformedMessage
 from temporal_median.base.logs import get_logger
-from temporal_median.functions.mosaic import handle_object
 from temporal_median.base.settings import get_settings
+from temporal_median.functions.mosaic import handle_object
 
 log = get_logger("temporal_median.mosaic")
 FINALIZED = "google.cloud.storage.object.v1.finalized"

@@ -8,6 +8,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 
+from temporal_median.assembly.vrt import TileSource
 from temporal_median.raster.profiles import creation_options
 from temporal_median.raster.tiff import (
     DOUBLE,
@@ -27,7 +28,6 @@ from temporal_median.raster.tiff import (
     tile_blocks,
     write_cog,
 )
-from temporal_median.assembly.vrt import TileSource
 
 # Why: re-compressing the full resolution was most of the mosaic's work (the whole granule,
 # DEFLATE with the predictor, after the last tile has landed: a serial cost of every job). Tiles

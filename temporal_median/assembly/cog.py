@@ -20,10 +20,11 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 
 from temporal_median.assembly.blockcopy import copy_obstacle, copy_tile_blocks, half_average
+from temporal_median.assembly.vrt import TileSource, georeferencing, tile_error, validate_tiles, vrt_xml
 from temporal_median.base.errors import InputMismatch, InvalidRequest
-from temporal_median.raster.gdal import gdal_env
-from temporal_median.raster.direct import GdalCallError, copy_file, open_raster
 from temporal_median.base.grid import Window
+from temporal_median.raster.direct import GdalCallError, copy_file, open_raster
+from temporal_median.raster.gdal import gdal_env
 from temporal_median.raster.profiles import (
     BAND_COUNT,
     BAND_DESCRIPTIONS,
@@ -33,7 +34,6 @@ from temporal_median.raster.profiles import (
     creation_options,
     profile,
 )
-from temporal_median.assembly.vrt import TileSource, georeferencing, tile_error, validate_tiles, vrt_xml
 
 #: Compression of the scratch GTiff the COG is copied from. The COG driver reads it twice (once for
 #: the overviews, once for the copy): at full size, DEFLATE level 1 made the build ~1.7x slower

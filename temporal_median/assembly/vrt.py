@@ -15,8 +15,8 @@ from rasterio.errors import CRSError, RasterioError
 from rasterio.transform import Affine
 
 from temporal_median.base.errors import InputMismatch, InvalidRequest
-from temporal_median.raster.gdal import gdal_env, gdal_error, to_gdal_path
 from temporal_median.base.grid import MAX_TILE_SIZE, MIN_TILE_SIZE, Grid, TileId, Window
+from temporal_median.raster.gdal import gdal_env, gdal_error, to_gdal_path
 from temporal_median.raster.profiles import BAND_COUNT, COLOR_INTERP, NODATA
 
 

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from temporal_median.base.settings import get_settings
+
 _SEVERITY = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL"}
 _FIELDS = ("job_id", "tile", "function", "attempt", "message_id", "seconds", "error", "code")
 
@@ -34,8 +36,6 @@ def get_logger(name: str = "temporal_median", level: str | None = None) -> loggi
     ``level`` defaults to TM_LOG_LEVEL (temporal_median.base.settings).
     """
     if level is None:
-        from temporal_median.base.settings import get_settings
-
         level = get_settings().log_level
     logger = logging.getLogger(name)
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from temporal_median.base.errors import InvalidRequest
+from temporal_median.base.logs import get_logger
+from temporal_median.base.methods import DEFAULT_METHOD, check_method
 from temporal_median.compute.abi import (  # noqa: F401 - the ABI, re-exported for callers of the loader
     AOT_CPU,
     AOT_CPU_FLAGS,
@@ -31,9 +34,6 @@ from temporal_median.compute.abi import (  # noqa: F401 - the ABI, re-exported f
     METHOD_CODES,
     source_sha256,
 )
-from temporal_median.base.errors import InvalidRequest
-from temporal_median.base.logs import get_logger
-from temporal_median.base.methods import DEFAULT_METHOD, check_method
 
 log = get_logger("temporal_median.kernels")
 

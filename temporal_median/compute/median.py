@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from temporal_median.base.errors import InvalidRequest
-from temporal_median.compute.loader import kernel_backend, loaded_kernels, prepare, use_kernels  # noqa: F401 - re-exported
 from temporal_median.base.methods import DEFAULT_METHOD, METHODS, check_method  # noqa: F401 - re-exported
 from temporal_median.base.settings import usable_cores
+from temporal_median.compute.loader import kernel_backend, loaded_kernels, prepare, use_kernels  # noqa: F401 - re-exported
 
 #: Largest T: per-pixel counts are uint16.
 MAX_SAMPLES = 65535

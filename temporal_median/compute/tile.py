@@ -15,8 +15,11 @@ from typing import Sequence
 import numpy as np
 
 from temporal_median.base.errors import InvalidRequest
-from temporal_median.raster.gdal import forget_remote_files_on_transient, gdal_env, read_threads
 from temporal_median.base.grid import RasterGrid, Window
+from temporal_median.base.methods import DEFAULT_METHOD, check_method
+from temporal_median.base.settings import usable_cores
+from temporal_median.raster.gdal import forget_remote_files_on_transient, gdal_env, read_threads
+from temporal_median.raster.profiles import profile
 from temporal_median.raster.read import (
     ReadCheck,
     Reference,
@@ -28,9 +31,6 @@ from temporal_median.raster.read import (
     shutdown,
     wait_all,
 )
-from temporal_median.base.methods import DEFAULT_METHOD, check_method
-from temporal_median.raster.profiles import profile
-from temporal_median.base.settings import usable_cores
 from temporal_median.raster.write import check_dest, write_bands
 
 

@@ -20,13 +20,13 @@ from temporal_median.base.errors import (
 )
 from temporal_median.base.grid import Grid, TileId
 from temporal_median.base.logs import get_logger
+from temporal_median.base.settings import Settings
+from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
 from temporal_median.job.manifest import Manifest
 from temporal_median.job.paths import JobPaths, parse_attempt_object, parse_error_object
 from temporal_median.job.request import JobRequest
 from temporal_median.scenes.scene import Scene
 from temporal_median.scenes.selection import SelectionResult, select
-from temporal_median.base.settings import Settings
-from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
 
 log = get_logger("temporal_median.fanout")
 
@@ -125,6 +125,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     The manifest is written before anything is published, so every message refers to a job
     that exists. Posting the same job again publishes only the missing windows.
     """
+    # rasterio and GDAL load on the first job, not at cold start (status and cancel need neither).
     from temporal_median.raster.read import inspect_inputs
 
     chosen = choose_scenes(request, settings)

@@ -21,11 +21,11 @@ from temporal_median.base.errors import (
 )
 from temporal_median.base.grid import TileId
 from temporal_median.base.logs import get_logger
-from temporal_median.job.messages import Delivery, WindowMessage
-from temporal_median.job.paths import JobPaths, parse_attempt_object, parse_error_object
-from temporal_median.job.ids import check_input_url
 from temporal_median.base.settings import Settings
 from temporal_median.base.storage import GsUrl
+from temporal_median.job.ids import check_input_url
+from temporal_median.job.messages import Delivery, WindowMessage
+from temporal_median.job.paths import JobPaths, parse_attempt_object, parse_error_object
 
 log = get_logger("temporal_median.median")
 
@@ -143,6 +143,7 @@ def _exhausted_reason(paths: JobPaths, tile: TileId, max_attempts: int) -> str:
 
 
 def _compute_and_upload(message: WindowMessage, settings: Settings, started: float):
+    # GDAL and the kernels load on the first window, not for skipped or cancelled deliveries.
     from temporal_median.compute.tile import compute_tile
 
     workdir = tempfile.mkdtemp(prefix=f"tile-{message.tile}-")

@@ -12,13 +12,13 @@ import uuid
 
 from temporal_median.base import storage
 from temporal_median.base.clock import isoformat, parse_time, utcnow
-from temporal_median.job.cost import Usage
 from temporal_median.base.errors import MosaicBusy, PermanentError, TemporalMedianError, describe
 from temporal_median.base.logs import get_logger
-from temporal_median.job.manifest import Manifest
-from temporal_median.job.paths import RESULT_FILES, JobPaths, parse_tile_object
 from temporal_median.base.settings import Settings
 from temporal_median.base.storage import GsUrl
+from temporal_median.job.cost import Usage
+from temporal_median.job.manifest import Manifest
+from temporal_median.job.paths import RESULT_FILES, JobPaths, parse_tile_object
 
 log = get_logger("temporal_median.mosaic")
 
@@ -165,6 +165,7 @@ class Lease:
 
 
 def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, settings: Settings) -> None:
+    # rasterio and GDAL load only when the last tile lands, not for every other tile event.
     from temporal_median.assembly.cog import build_mosaic
     from temporal_median.raster.gdal import forget_remote_files, to_gdal_path
 

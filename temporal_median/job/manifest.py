@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from temporal_median.base.errors import InvalidRequest, MalformedMessage
 from temporal_median.base.grid import Grid, RasterGrid, TileId
-from temporal_median.job.messages import WindowMessage
 from temporal_median.base.methods import check_method
-from temporal_median.job.paths import JobPaths, ResultPaths
 from temporal_median.job.ids import check_job_id
+from temporal_median.job.messages import WindowMessage
+from temporal_median.job.paths import JobPaths, ResultPaths
 
 MANIFEST_VERSION = 1
 

@@ -11,8 +11,8 @@ from temporal_median.base.clock import parse_time, utcnow
 from temporal_median.base.errors import InvalidRequest, MalformedMessage
 from temporal_median.base.grid import RasterGrid, TileId, Window
 from temporal_median.base.methods import check_method
-from temporal_median.job.paths import JobPaths
 from temporal_median.job.ids import check_job_id
+from temporal_median.job.paths import JobPaths
 
 MESSAGE_VERSION = 1
 

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 
 from temporal_median.base.grid import TileId
-from temporal_median.job.ids import check_job_id
 from temporal_median.base.storage import GsUrl
+from temporal_median.job.ids import check_job_id
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from temporal_median.base.errors import InvalidRequest, RequestTooLarge
 from temporal_median.base.grid import DEFAULT_TILE_SIZE, Grid
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
-from temporal_median.scenes.selection import Selection
 from temporal_median.base.settings import Settings
-from temporal_median.scenes.stac import StacInput
 from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
 from temporal_median.job.ids import check_input_url, check_job_id
+from temporal_median.scenes.selection import Selection
+from temporal_median.scenes.stac import StacInput
 
 _REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud"}
 

@@ -6,9 +6,9 @@ import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from temporal_median.base.settings import usable_cores
 from temporal_median.raster.gdal import gdal_env, gdal_error, to_gdal_path
 from temporal_median.scenes.scene import Scene
-from temporal_median.base.settings import usable_cores
 
 #: Longest side, in pixels, read to estimate a scene's cloud cover when it has no overview.
 ESTIMATE_MAX_PIXELS = 1024

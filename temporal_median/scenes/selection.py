@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
+from temporal_median.base.clock import isoformat_or_none
 from temporal_median.base.errors import (
     InvalidRequest,
 )
-from temporal_median.base.clock import isoformat_or_none
 from temporal_median.scenes.scene import Scene, percentage
 
 #: Items named in one error message at most.

@@ -9,15 +9,15 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import date
 
+from temporal_median.base.clock import parse_time_or_none
 from temporal_median.base.errors import (
     InputUnreadable,
     InvalidRequest,
     StorageUnavailable,
     TemporalMedianError,
 )
-from temporal_median.base.clock import parse_time_or_none
-from temporal_median.scenes.scene import DEFAULT_ASSET, Scene
 from temporal_median.scenes.items import scenes_from_items
+from temporal_median.scenes.scene import DEFAULT_ASSET, Scene
 
 #: Most items a STAC search may bring into one job, unless the caller allows more or fewer.
 DEFAULT_MAX_ITEMS = 1000

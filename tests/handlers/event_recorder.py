@@ -5,13 +5,12 @@ messagePublished event or ``storage-<bucket>`` of a storage event. An object who
 ``fail-once`` makes the first delivery raise (HTTP 500).
 """
 
-import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import functions_framework
+from record_lines import append_record  # beside this file, on sys.path (functions-framework puts it there)
 
 _lock = threading.Lock()
 _seen: set[str] = set()
@@ -26,11 +25,7 @@ def record_event(event):
         key = data["subscription"].rsplit("/", 1)[-1]
     attributes = {name: value for name, value in event.get_attributes().items()}
     record = {"received_at": time.time(), "attributes": attributes, "data": data}
-    fd = os.open(Path(os.environ["RECORD_DIR"]) / f"{key}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, (json.dumps(record, default=str) + "\n").encode())
-    finally:
-        os.close(fd)
+    append_record(os.environ["RECORD_DIR"], key, record)
     with _lock:
         first = event["id"] not in _seen
         _seen.add(event["id"])

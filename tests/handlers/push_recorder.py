@@ -11,28 +11,16 @@ itself (``attempt`` in the record): Google's emulator sends no ``deliveryAttempt
 
 import base64
 import hashlib
-import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import functions_framework
+from record_lines import append_record  # beside this file, on sys.path (functions-framework puts it there)
 
 _lock = threading.Lock()
 _active: dict[str, int] = {}
 _attempts: dict[str, int] = {}
-
-
-def _append(key: str, record: dict) -> None:
-    path = Path(os.environ["RECORD_DIR"]) / f"{key}.jsonl"
-    line = (json.dumps(record) + "\n").encode()
-    # One O_APPEND write per record: lines from concurrent threads and instances never interleave.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 @functions_framework.http
@@ -49,7 +37,8 @@ def record(request):
         payload = base64.b64decode(message["data"])
         if len(message["data"]) > 65536:  # keep records small: big payloads are checked by digest
             message["data"] = None
-        _append(
+        append_record(
+            os.environ["RECORD_DIR"],
             key,
             {
                 "received_at": time.time(),

@@ -3,7 +3,6 @@ and the two Pub/Sub emulators as a pytest parameter."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,6 +13,8 @@ from localcloud import (
     clean_environ,
     google_pubsub,
 )
+
+from .record_lines import complete_lines, read_records  # noqa: F401 - the tests' one reader of handler records
 
 HANDLERS = Path(__file__).resolve().parent
 PUSH_RECORDER = HANDLERS / "push_recorder.py"
@@ -36,13 +37,6 @@ EMULATORS = [
 def write_topology(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
-
-
-def read_records(record_dir: Path, key: str) -> list[dict]:
-    path = record_dir / f"{key}.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def wait_for_records(

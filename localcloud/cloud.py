@@ -39,7 +39,7 @@ EVENTARC = "eventarc"
 STATE_VERSION = 2
 # The front ends' own paths (localcloud/frontend.py; not imported: `python -m` runs that module).
 ADMIN_PREFIX = "/__localcloud/"
-# The Pub/Sub emulators: Google's (gcloud, Java) and ours (localcloud.pubsub_emulator).
+# The Pub/Sub emulators: Google's (gcloud, Java) and ours (localcloud.pubsub).
 GOOGLE, BUILTIN, EXTERNAL = "google", "builtin", "external"
 
 
@@ -257,7 +257,7 @@ class LocalCloud:
         why = ""
         if self.topology.pubsub_emulator == "auto":
             why = f" (Google's is not installed: {google_pubsub.missing(self.environ)})" if google_pubsub.missing(self.environ) else ""
-        return f"Pub/Sub emulator: builtin (localcloud.pubsub_emulator){why}"
+        return f"Pub/Sub emulator: builtin (localcloud.pubsub){why}"
 
     def instances(self, name: str) -> list[dict]:
         """The instances of a running function: pid, state (starting/ready/dead), in_flight, served.
@@ -430,7 +430,7 @@ class LocalCloud:
             )
         return processes.spawn(
             PUBSUB,
-            [sys.executable, "-m", "localcloud.pubsub_emulator", "--host", HOST, "--port", port,
+            [sys.executable, "-m", "localcloud.pubsub", "--host", HOST, "--port", port,
              "--default-concurrency", self.topology.default_concurrency,
              "--log-level", self.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO")],
             {**base_env, "PYTHONPATH": _pythonpath(base_env)}, logs / "pubsub.log", self.run_dir, port,

@@ -26,7 +26,7 @@ from localcloud import (
     publisher_client,
 )
 from localcloud.cloud import resolve_emulator
-from localcloud.pubsub_emulator import PubSubEmulator
+from localcloud.pubsub import PubSubEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 

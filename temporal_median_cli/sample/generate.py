@@ -1,0 +1,185 @@
+"""Generating a series: each scene drawn strip by strip and written, then truth, items and series.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .cog import write_cog
+from .land import Ground
+from .series import (
+    DEFAULT_CRS,
+    DEFAULT_ORIGIN,
+    DEFAULT_PIXEL_SIZE,
+    GRANULE,
+    GROUND_TRUTH,
+    ITEMS_JSON,
+    PROFILES,
+    SERIES_JSON,
+    STRIP_ROWS,
+    SceneInfo,
+    SeriesInfo,
+)
+from .sky import Sky, acquisition_times, weather
+from .stac import write_item_collection
+from .truth import write_ground_truth
+
+
+def _generate_scene(ground: Ground, info: dict, index: int, doy: float, path: str) -> SceneInfo:
+    width, height = ground.width, ground.height
+    sky = Sky(weather(info["seed"], index, width, height, info["pixel_size"]), width, height)
+    table = ground.colour_table(doy)
+    scene = np.empty((3, height, width), np.uint8)
+    clouds = shadows = nodata = 0
+    for y0 in range(0, height, STRIP_ROWS):
+        y1 = min(height, y0 + STRIP_ROWS)
+        scene[:, y0:y1], c, s = sky.strip(ground.colour(y0, y1, table, index), y0, y1)
+        clouds += c
+        shadows += s
+        nodata += int(np.count_nonzero(~scene[:, y0:y1].any(axis=0)))
+    haze = bool(sky.w.haze)
+    del sky  # the cloud field and masks: free them before the COG copy of the scene
+    write_cog(path, scene, info["transform"], info["crs"])
+    total = width * height
+    return SceneInfo(
+        name=os.path.basename(path), acquired=info["times"][index].isoformat() + "Z",
+        cloud_fraction=round(clouds / total, 6), shadow_fraction=round(shadows / total, 6),
+        nodata_fraction=round(nodata / total, 6), haze=haze,
+    )
+
+
+def generate_series(
+    out_dir: str,
+    *,
+    scenes: int = PROFILES["demo"]["scenes"],
+    width: int = PROFILES["demo"]["width"],
+    height: int = PROFILES["demo"]["height"],
+    crs: str = DEFAULT_CRS,
+    pixel_size: float = DEFAULT_PIXEL_SIZE,
+    origin: tuple = DEFAULT_ORIGIN,
+    seed: int = 0,
+    granule: str = "T31TCJ",
+    year: int = 2023,
+    force: bool = False,
+    ground_truth: bool = True,
+    workers: int | None = None,
+    log=None,
+) -> SeriesInfo:
+    """Write a synthetic series into ``out_dir`` (see the package docstring) and describe it.
+
+    If ``out_dir`` already holds a complete series with the same parameters it is reused as is;
+    a different one is an error unless ``force`` (then its files are replaced).
+
+    Parameters
+    ----------
+    out_dir : str
+        Directory to write; created if needed.
+    scenes, width, height : int
+        Number of dates and size in pixels.
+    crs : str
+        CRS of every scene, e.g. ``"EPSG:32631"``.
+    pixel_size : float
+        Pixel size in CRS units.
+    origin : (float, float)
+        Upper-left corner (x, y).
+    seed : int
+        Everything is a deterministic function of it.
+    granule : str
+        Tile name used in file names, like ``T31TCJ``.
+    year : int
+        Year of the acquisition dates.
+    force : bool
+        Replace a different series already in ``out_dir``.
+    ground_truth : bool
+        Also write truth/ground_truth.tif.
+    workers : int, optional
+        Scenes generated concurrently (default: 2, or 1 on one CPU).
+    log : callable, optional
+        Called with progress lines.
+
+    Returns
+    -------
+    SeriesInfo
+
+    Raises
+    ------
+    ValueError
+        On bad parameters, or an existing different series without ``force``.
+    """
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if not GRANULE.match(granule or ""):
+        raise ValueError(f"granule must look like T31TCJ, got {granule!r}")
+    for name, value in (("width", width), ("height", height)):
+        if not isinstance(value, int) or not 16 <= value <= 100_000:
+            raise ValueError(f"{name} must be an integer between 16 and 100000, got {value!r}")
+    if not (isinstance(pixel_size, (int, float)) and pixel_size > 0 and math.isfinite(pixel_size)):
+        raise ValueError(f"pixel size must be a positive number, got {pixel_size!r}")
+    if not 1900 <= year <= 2100:
+        raise ValueError(f"year must be between 1900 and 2100, got {year!r}")
+    try:
+        crs = CRS.from_user_input(crs).to_string()
+    except CRSError as exc:
+        raise ValueError(f"unknown CRS {crs!r}: {exc}") from None
+    origin = (float(origin[0]), float(origin[1]))
+    times = acquisition_times(scenes, year, seed)
+    log = log or (lambda line: None)
+
+    wanted = SeriesInfo(out_dir, granule, int(year), int(seed), width, height, crs, float(pixel_size), origin,
+                        scenes=tuple(SceneInfo("", "", 0, 0, 0, False) for _ in range(scenes)))
+    existing = SeriesInfo.load(out_dir)
+    if existing is not None and not force:
+        if existing.parameters() == wanted.parameters() and all(os.path.exists(p) for p in existing.paths) and (
+            not ground_truth or os.path.exists(existing.ground_truth_path)
+        ):
+            log(f"{out_dir}: series already there ({len(existing.scenes)} scenes), reusing it")
+            if not os.path.exists(existing.items_path):  # a series made before items.json existed
+                write_item_collection(existing)
+            return existing
+        raise ValueError(f"{out_dir} already holds a different series; use --force to replace it")
+    if os.path.isdir(out_dir) and not force and existing is None and any(
+        n.endswith("_TCI.tif") for n in os.listdir(out_dir)
+    ):
+        raise ValueError(f"{out_dir} already holds scenes but no {SERIES_JSON}; use --force to replace them")
+    os.makedirs(out_dir, exist_ok=True)
+    if force:
+        for name in os.listdir(out_dir):
+            if name in (SERIES_JSON, ITEMS_JSON) or (name.endswith("_TCI.tif") and name.startswith("T")):
+                os.unlink(os.path.join(out_dir, name))
+        if os.path.exists(os.path.join(out_dir, GROUND_TRUTH)):
+            os.unlink(os.path.join(out_dir, GROUND_TRUTH))
+
+    started = time.perf_counter()
+    workers = workers or (2 if (os.cpu_count() or 1) > 1 else 1)
+    ground = Ground(seed, width, height, workers)
+    names = [f"{granule}_{t:%Y%m%dT%H%M%S}_TCI.tif" for t in times]
+    doys = [(t - dt.datetime(year, 1, 1)).total_seconds() / 86400.0 for t in times]
+    info = {"seed": seed, "pixel_size": float(pixel_size), "transform": wanted.transform, "crs": crs, "times": times}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sample") as pool:
+        futures = [
+            pool.submit(_generate_scene, ground, info, i, doys[i], os.path.join(out_dir, names[i]))
+            for i in range(scenes)
+        ]
+        results = []
+        for i, future in enumerate(futures):
+            results.append(future.result())
+            log(f"  {names[i]}  clouds {results[-1].cloud_fraction:6.1%}  nodata {results[-1].nodata_fraction:6.1%}")
+    if ground_truth:
+        os.makedirs(os.path.dirname(os.path.join(out_dir, GROUND_TRUTH)), exist_ok=True)
+        write_ground_truth(ground, doys, os.path.join(out_dir, GROUND_TRUTH), wanted.transform, crs)
+    series = SeriesInfo(out_dir, granule, int(year), int(seed), width, height, crs, float(pixel_size), origin,
+                        scenes=tuple(results))
+    write_item_collection(series)
+    tmp = os.path.join(out_dir, f".{SERIES_JSON}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(series.to_dict(), f, indent=1)
+    os.replace(tmp, os.path.join(out_dir, SERIES_JSON))
+    log(f"{out_dir}: {scenes} scenes of {width} x {height} in {time.perf_counter() - started:.1f} s")
+    return series

@@ -161,6 +161,24 @@ def stop(record: ProcessRecord, run_dir: Path, timeout: float = 5.0) -> bool:
     return True
 
 
+def kill_marked(part: str, run_dir: Path) -> None:
+    """SIGKILL every live process left that carries this run directory's and this part's markers.
+
+    A function's instances are process groups of their own, started by its front end: this finds
+    those a front end killed with SIGKILL could not stop.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        environ = _environ(pid)
+        if environ.get(RUN_DIR_MARKER) == str(run_dir) and environ.get(PART_MARKER) == part and _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True if something listens on host:port (binding fails with EADDRINUSE)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -15,7 +15,8 @@ where the instance keeps them, as Cloud Run does:
   fails its requests in flight with **503** and a fresh instance takes its place: it gets
   requests once it answers (a cold start).
 
-The front end parses HTTP/1.1 itself (localcloud/http1.py: lean, every push crosses it twice).
+The front end parses HTTP/1.1 itself (localcloud/http1.py: lean, every push crosses it twice);
+its server is localcloud/frontend_server.py, its connections to instances localcloud/upstream.py.
 Besides the function's paths it answers ``GET /__localcloud/instances`` (JSON: pid of the process
 serving requests, state, requests in flight, requests served of each instance) and ``GET /__localcloud/ready`` (200 once
 every instance has started once, 503 before). Run by LocalCloud, not by hand.
@@ -24,37 +25,28 @@ every instance has started once, 503 before). Run by LocalCloud, not by hand.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import select
 import signal
-import socket
-import socketserver
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
-from .http1 import header, read_body, read_head
+from .frontend_server import Handler, Server, plain
 from .instance import DEAD, HOST, READY, STARTING, Instance
+from .upstream import Unanswered, Upstream, exchange
 
 log = logging.getLogger("localcloud.frontend")
 
-ADMIN_PREFIX = "/__localcloud/"
 # Cloud Run's own answers, in its words.
 NO_INSTANCE = "The request was aborted because there was no available instance.\n"
 TIMED_OUT = "upstream request timeout\n"
 INSTANCE_LOST = (
     "The request failed because either the HTTP response was malformed or connection to the instance had an error.\n"
 )
-_HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-    "transfer-encoding", "upgrade", "content-length",
-}
-_FORWARD_DROPPED = _HOP_BY_HOP | {"expect"}
 # Reuse a kept-alive connection idle for less than this: gunicorn closes them after 2 s.
 _REUSE_WITHIN = 1.0
 
@@ -193,7 +185,7 @@ class Frontend:
                 self.queue.remove(ticket)
                 self.cond.notify_all()
 
-    def release(self, instance: Instance, conn: "_Upstream | None", served: bool = True) -> None:
+    def release(self, instance: Instance, conn: "Upstream | None", served: bool = True) -> None:
         with self.cond:
             instance.in_flight -= 1
             instance.served += served
@@ -215,13 +207,13 @@ class Frontend:
             if instance is None:
                 log.info("%s: %s %s: 429, no instance free for %.1f s", self.name, method.decode(), target.decode(),
                          self.pending_timeout)
-                return _plain(429, b"Too Many Requests", NO_INSTANCE)
+                return plain(429, b"Too Many Requests", NO_INSTANCE)
             conn = self._connection(instance)
             if conn is not None:
                 break
             self.release(instance, None, served=False)
             if not _gone(instance.pid, wait=0.5):  # refused: its listener is closed, so it is exiting
-                return _plain(503, b"Service Unavailable", INSTANCE_LOST)
+                return plain(503, b"Service Unavailable", INSTANCE_LOST)
             # The instance died and its slot's thread has not seen it yet. The request never
             # reached it, so it goes to another instance, as Cloud Run would route it.
             with self.cond:
@@ -230,20 +222,20 @@ class Frontend:
         try:
             try:
                 try:
-                    answer = _exchange(conn, method, target, headers, body, deadline)
-                except _Unanswered:
+                    answer = exchange(conn, method, target, headers, body, deadline)
+                except Unanswered:
                     if not conn.reused or _gone(instance.pid, wait=0.2):
                         raise
                     # The instance closed a kept-alive connection as it was being reused (gunicorn
                     # keeps one open 2 s): the request never reached it. Again on a new connection.
                     conn.close()
-                    conn = _Upstream(instance.port, 5.0)
-                    answer = _exchange(conn, method, target, headers, body, deadline)
+                    conn = Upstream(instance.port, 5.0)
+                    answer = exchange(conn, method, target, headers, body, deadline)
             except TimeoutError:
                 conn.close()
                 conn = None
                 self.kill(instance, f"{method.decode()} {target.decode()} ran past the {self.timeout:g} s timeout")
-                return _plain(504, b"Gateway Timeout", TIMED_OUT)
+                return plain(504, b"Gateway Timeout", TIMED_OUT)
             except (OSError, ValueError) as exc:
                 # No retry elsewhere: the request may have run, as on Cloud Run.
                 conn.close()
@@ -253,7 +245,7 @@ class Frontend:
                         instance.state = DEAD  # route nothing more to it; its slot's thread replaces it
                 log.info("%s: %s %s: 503, instance %d lost (%r)", self.name, method.decode(), target.decode(),
                          instance.pid, exc)
-                return _plain(503, b"Service Unavailable", INSTANCE_LOST)
+                return plain(503, b"Service Unavailable", INSTANCE_LOST)
             status, reason, out_headers, data, reusable = answer
             if not reusable:
                 conn.close()
@@ -262,7 +254,7 @@ class Frontend:
         finally:
             self.release(instance, conn)
 
-    def _connection(self, instance: Instance) -> "_Upstream | None":
+    def _connection(self, instance: Instance) -> "Upstream | None":
         """A kept-alive connection to the instance that is still open and recently used, or a new
         one; None if refused."""
         now = time.monotonic()
@@ -278,7 +270,7 @@ class Frontend:
                 return conn  # nothing to read on an idle connection: still open
             conn.close()  # closed by the instance (or it died): readable at EOF
         try:
-            return _Upstream(instance.port, 5.0)
+            return Upstream(instance.port, 5.0)
         except OSError:
             return None
 
@@ -297,156 +289,6 @@ def _gone(pid: int, wait: float = 0.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
-
-
-def _plain(status: int, reason: bytes, text: str):
-    return status, reason, [(b"Content-Type", b"text/plain; charset=utf-8")], text.encode()
-
-
-class _Upstream:
-    """A keep-alive HTTP/1.1 connection to one instance."""
-
-    def __init__(self, port: int, timeout: float) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("rb")
-        self.reused = False  # carried an earlier request
-        self.idle_since = 0.0
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
-
-
-class _Unanswered(ConnectionError):
-    """The connection ended (or broke) before any byte of an answer."""
-
-
-def _exchange(conn: _Upstream, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
-              deadline: float):
-    """Send one request and read the answer: (status, reason, headers, body, connection reusable)."""
-    conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
-    head = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        head += [name, b": ", value, b"\r\n"]
-    head.append(b"Content-Length: %d\r\n\r\n" % len(body))
-    try:
-        conn.sock.sendall(b"".join(head) + body)
-        first = conn.reader.peek(1)
-    except TimeoutError:
-        raise
-    except OSError as exc:
-        raise _Unanswered(f"connection to the instance broke: {exc!r}") from exc
-    if not first:
-        raise _Unanswered("instance closed the connection without answering")
-    return _read_response(conn, method, deadline)
-
-
-def _read_response(conn: _Upstream, method: bytes, deadline: float):
-    """(status, reason, headers, body, connection reusable) of an instance's answer."""
-    head = read_head(conn.reader)
-    if head is None:
-        raise ConnectionResetError("instance closed the connection without answering")
-    start, headers = head
-    version, _, rest = start.partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    status = int(code)
-    conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
-    if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
-        body: bytes | None = b""
-    else:
-        body = read_body(conn.reader, headers)
-    connection = (header(headers, b"connection") or b"").lower()
-    reusable = body is not None and b"close" not in connection and (version == b"HTTP/1.1" or b"keep-alive" in connection)
-    if body is None:
-        body = conn.reader.read()  # no length: the body runs to the end of the connection
-    kept = [(k, v) for k, v in headers if k.lower().decode() not in _HOP_BY_HOP]
-    return status, reason, kept, body, reusable
-
-
-class _Handler(socketserver.StreamRequestHandler):
-    """HTTP/1.1 with keep-alive on the client side; requests relayed whole to an instance."""
-
-    frontend: Frontend
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def handle(self) -> None:
-        while True:
-            try:
-                head = read_head(self.rfile)
-                if head is None:
-                    return
-                start, headers = head
-                method, target, version = start.split(b" ", 2)
-                if (header(headers, b"expect") or b"").lower() == b"100-continue":
-                    self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = read_body(self.rfile, headers) or b""
-            except (ValueError, OSError):
-                self._send(*_plain(400, b"Bad Request", "malformed request\n"), keep_alive=False)
-                return
-            connection = (header(headers, b"connection") or b"").lower()
-            keep_alive = b"close" not in connection and (version == b"HTTP/1.1" or b"keep-alive" in connection)
-            if target.startswith(ADMIN_PREFIX.encode()):
-                answer = self._admin(target.decode())
-            else:
-                kept = [(k, v) for k, v in headers if k.lower().decode() not in _FORWARD_DROPPED]
-                answer = self.frontend.forward(method, target, kept, body)
-            try:
-                self._send(*answer, keep_alive=keep_alive, head_only=method == b"HEAD")
-            except OSError:
-                return  # the client went away (e.g. a push that outlived its ack deadline)
-            if not keep_alive:
-                return
-
-    def _send(self, status: int, reason: bytes, headers, body: bytes, keep_alive: bool, head_only: bool = False) -> None:
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for name, value in headers:
-            out += [name, b": ", value, b"\r\n"]
-        out.append(b"Content-Length: %d\r\n" % len(body))
-        if not keep_alive:
-            out.append(b"Connection: close\r\n")
-        out.append(b"\r\n")
-        self.wfile.write(b"".join(out) + (b"" if head_only else body))
-
-    def _admin(self, path: str):
-        frontend = self.frontend
-        if path.rstrip("/") == ADMIN_PREFIX + "instances":
-            status, payload = 200, {"function": frontend.name, "max_instances": frontend.max_instances,
-                                    "concurrency": frontend.concurrency, "timeout_seconds": frontend.timeout,
-                                    "pending_timeout_seconds": frontend.pending_timeout,
-                                    "instances": frontend.snapshot()}
-        elif path.rstrip("/") == ADMIN_PREFIX + "ready":
-            status, payload = (200 if frontend.started else 503), {"ready": frontend.started}
-        else:
-            status, payload = 404, {"error": "unknown path"}
-        reason = {200: b"OK", 503: b"Service Unavailable", 404: b"Not Found"}[status]
-        return status, reason, [(b"Content-Type", b"application/json")], json.dumps(payload).encode()
-
-
-class _Server(socketserver.TCPServer):
-    """One pooled thread per client connection: a client that opens a connection per request
-    (Google's emulator pushes that way) reuses threads instead of starting one each time."""
-
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="client")
-
-    def process_request(self, request, client_address) -> None:
-        self.pool.submit(self._serve, request, client_address)
-
-    def _serve(self, request, client_address) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
 
 
 def _become_subreaper() -> None:
@@ -477,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     frontend = Frontend(args.name, args.source, args.target, args.signature_type, args.max_instances,
                         args.concurrency, args.timeout, args.pending_timeout)
     try:
-        server = _Server((HOST, args.port), type("Handler", (_Handler,), {"frontend": frontend}))
+        server = Server((HOST, args.port), type("Handler", (Handler,), {"frontend": frontend}))
     except OSError as exc:
         print(f"{args.name}: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return 2

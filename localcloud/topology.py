@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from .push_formats import CLOUDEVENT, OBJECT_FINALIZED, PUBSUB, STORAGE_FINALIZED
 from .push_formats import STORAGE_EVENT_TYPES as _NOTIFICATION_EVENT_TYPES
+from .topology_toml import Table, TopologyError, deep_merge  # the last two imported from here too
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.toml")
 SIGNATURE_TYPES = ("http", "cloudevent")
@@ -27,71 +28,6 @@ STORAGE_EVENT_TYPES = {ce_type: gcs_type for gcs_type, ce_type in _NOTIFICATION_
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9\-_.]{1,61}[a-z0-9]$")
 _FUNCTION = re.compile(r"^[a-z][a-z0-9\-_]{0,62}$")
-
-
-class TopologyError(ValueError):
-    """The topology file is invalid; the message names the file, the table and the key."""
-
-
-def deep_merge(base: Mapping, overrides: Mapping) -> dict:
-    """``base`` with ``overrides`` merged in, table by table (as Topology.load applies overrides)."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-class _Table:
-    """Typed access to one TOML table that reports unknown keys and bad values by name."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise TopologyError(f"{where} must be a table, got {type(data).__name__}")
-        self.data = data
-        self.where = where
-        self.used: set[str] = set()
-
-    def get(self, key: str, kind: type | tuple, default: Any = None) -> Any:
-        self.used.add(key)
-        value = self.data.get(key, default)
-        # bool is an int subclass: accept it only where a bool is asked for.
-        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
-            raise TopologyError(f"{self.where}.{key} has the wrong type: {value!r}")
-        return value
-
-    def number(self, key: str, default: float, minimum: float, maximum: float) -> float:
-        value = self.get(key, (int, float), default)
-        if not minimum <= value <= maximum:
-            raise TopologyError(f"{self.where}.{key} must be within {minimum}..{maximum}, got {value}")
-        return float(value)
-
-    def count(self, key: str, default: int | str, cpu_count: int, minimum: int = 1) -> int:
-        """An integer, or "cpu" for the number of cores."""
-        value = self.get(key, (int, str), default)
-        if value == "cpu":
-            return cpu_count
-        if not isinstance(value, int) or value < minimum:
-            raise TopologyError(f"{self.where}.{key} must be an integer >= {minimum} or \"cpu\", got {value!r}")
-        return value
-
-    def port(self, key: str, default: int, env_name: str, environ: Mapping[str, str]) -> int:
-        value: Any = self.get(key, int, default)
-        if env_name in environ:
-            try:
-                value = int(environ[env_name])
-            except ValueError:
-                raise TopologyError(f"{env_name} must be a port number, got {environ[env_name]!r}") from None
-        if not 0 <= value <= 65535:
-            raise TopologyError(f"{self.where}.{key} (or {env_name}) must be a port 0..65535, got {value}")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise TopologyError(f"{self.where}: unknown keys {unknown}")
 
 
 @dataclass(frozen=True)
@@ -205,12 +141,12 @@ class Topology:
         environ = os.environ if environ is None else environ
         cpus = os.cpu_count() or 1
         where = str(path) if path else "topology"
-        top = _Table(dict(data), where)
+        top = Table(dict(data), where)
         project = top.get("project", str, "local-project")
         base = path.parent if path else Path.cwd()
         root = (base / top.get("root", str, ".")).resolve()
 
-        pubsub = _Table(top.get("pubsub", dict, {}), f"{where} [pubsub]")
+        pubsub = Table(top.get("pubsub", dict, {}), f"{where} [pubsub]")
         pubsub_port = pubsub.port("port", 8685, "LOCALCLOUD_PUBSUB_PORT", environ)
         default_concurrency = pubsub.count("default_max_concurrency", "cpu", cpus)
         pubsub_emulator = pubsub.get("emulator", str, "auto")
@@ -222,11 +158,11 @@ class Topology:
             )
         pubsub.done()
 
-        eventarc = _Table(top.get("eventarc", dict, {}), f"{where} [eventarc]")
+        eventarc = Table(top.get("eventarc", dict, {}), f"{where} [eventarc]")
         eventarc_port = eventarc.port("port", 0, "LOCALCLOUD_EVENTARC_PORT", environ)
         eventarc.done()
 
-        storage = _Table(top.get("storage", dict, {}), f"{where} [storage]")
+        storage = Table(top.get("storage", dict, {}), f"{where} [storage]")
         storage_enabled = storage.get("enabled", bool, True)
         storage_port = storage.port("port", 8686, "LOCALCLOUD_STORAGE_PORT", environ)
         notifications_topic = storage.get("notifications_topic", str, "gcs-notifications")
@@ -301,7 +237,7 @@ class Topology:
 def _function(name: str, spec: Any, where: str, root: Path, cpus: int, environ: Mapping[str, str]) -> Function:
     if not _FUNCTION.match(name):
         raise TopologyError(f"{where}: invalid function name {name!r}")
-    table = _Table(spec, where)
+    table = Table(spec, where)
     source = table.get("source", str)
     if not source:
         raise TopologyError(f"{where}.source is required (path of the function's main.py)")
@@ -331,7 +267,7 @@ def _function(name: str, spec: Any, where: str, root: Path, cpus: int, environ: 
     return function
 
 
-def _delivery_settings(table: _Table, cpus: int) -> dict:
+def _delivery_settings(table: Table, cpus: int) -> dict:
     push_deadline = table.get("push_ack_deadline_seconds", (int, float))
     if push_deadline is not None and not 0 < push_deadline <= 600:
         raise TopologyError(f"{table.where}.push_ack_deadline_seconds must be within (0, 600], got {push_deadline}")
@@ -352,7 +288,7 @@ def _delivery_settings(table: _Table, cpus: int) -> dict:
 def _subscription(name: str, spec: Any, where: str, cpus: int) -> Subscription:
     if not _NAME.match(name):
         raise TopologyError(f"{where}: invalid subscription id {name!r}")
-    table = _Table(spec, where)
+    table = Table(spec, where)
     fmt = table.get("format", str, PUBSUB)
     if fmt not in (PUBSUB, CLOUDEVENT):
         raise TopologyError(f"{where}.format must be one of {(PUBSUB, CLOUDEVENT)}, got {fmt!r}")
@@ -375,7 +311,7 @@ def _subscription(name: str, spec: Any, where: str, cpus: int) -> Subscription:
 
 def _trigger(name: str, spec: Any, where: str, cpus: int, notifications_topic: str) -> Subscription:
     """An Eventarc Cloud Storage trigger, realised as Eventarc does: a filtered push subscription."""
-    table = _Table(spec, where)
+    table = Table(spec, where)
     bucket = table.get("bucket", str, "")
     if not _BUCKET.match(bucket):
         raise TopologyError(f"{where}.bucket must be a bucket name, got {bucket!r}")

@@ -21,7 +21,17 @@ from typing import Mapping
 
 from . import google_pubsub, parts, processes, provision
 from .clients import get_json, http_answers, http_ok
-from .parts import ADMIN_PREFIX, BUILTIN, EVENTARC, EXTERNAL, GOOGLE, HOST, PUBSUB, REPO_ROOT, STORAGE
+from .parts import (
+    ADMIN_PREFIX,
+    BUILTIN,
+    EVENTARC,
+    EXTERNAL,
+    GOOGLE,
+    HOST,
+    PUBSUB,
+    REPO_ROOT,
+    STORAGE,
+)
 from .processes import ProcessRecord
 from .run_state import STATE_VERSION, RunState
 from .topology import EMULATOR_ENV, Topology

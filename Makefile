@@ -69,7 +69,7 @@ bench: venv kernels
 	$(PY) bench/bench_selection.py
 
 tf-check: venv
-	$(PY) terraform/checks.py
+	$(PY) -m terraform_checks
 
 clean:
 	-$(PY) -m localcloud down

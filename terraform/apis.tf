@@ -1,7 +1,7 @@
 # APIs the pipeline needs. disable_on_destroy = false: `terraform destroy` must not switch off an
 # API that other things in the project may use.
 #
-# terraform/checks.py holds the table "resource type -> APIs it calls" (RESOURCE_APIS) and
+# terraform_checks/apis.py holds the table "resource type -> APIs it calls" (RESOURCE_APIS) and
 # tests/test_terraform.py fails when a type used here is missing from it or needs an API this
 # list lacks. cloudresourcemanager was missing (issue 11): google_project_iam_member and
 # data.google_project call the Resource Manager API

@@ -23,14 +23,22 @@ from pathlib import Path
 
 import pytest
 
+from temporal_median.base.settings import Settings
+from temporal_median.compute import loader as kernel_loader
+from terraform_checks import (
+    apis,
+    archives,
+    builds,
+    checkov,
+    commands,
+    iam,
+    security,
+    sizes,
+    versions,
+)
+from terraform_checks.config import TerraformConfig, block, resolve_env
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "terraform"))
-
-import checks  # noqa: E402  (terraform/checks.py, not a package)
-from checks import TerraformConfig, block  # noqa: E402
-
-from temporal_median.compute import loader as kernel_loader# noqa: E402
-from temporal_median.base.settings import Settings  # noqa: E402
 
 TF = REPO / "terraform"
 FUNCTIONS = ("fanout", "median", "mosaic")
@@ -82,14 +90,14 @@ def drop_block(path: Path, header: str) -> None:
 
 
 def test_terraform_fmt_finds_nothing_to_rewrite():
-    assert checks.unformatted_files(TF) == []
+    assert commands.unformatted_files(TF) == []
 
 
 def test_fmt_check_lists_a_misformatted_file_without_rewriting_it(tf_copy: Path):
     target = tf_copy / "outputs.tf"
     mangled = target.read_text().replace('  description = "URL of the fanout', 'description       =    "URL of the fanout', 1)
     target.write_text(mangled)
-    assert [Path(p).name for p in checks.unformatted_files(tf_copy)] == ["outputs.tf"]
+    assert [Path(p).name for p in commands.unformatted_files(tf_copy)] == ["outputs.tf"]
     assert target.read_text() == mangled  # -write=false really did not write
 
 
@@ -99,12 +107,12 @@ def test_fmt_check_lists_a_misformatted_file_without_rewriting_it(tf_copy: Path)
 @pytest.fixture(scope="module")
 def variables_module(tmp_path_factory) -> Path:
     """variables.tf alone: no resources, so `init` and `plan` need no provider and run offline."""
-    return checks.variables_module(TF, tmp_path_factory.mktemp("variables"))
+    return commands.variables_module(TF, tmp_path_factory.mktemp("variables"))
 
 
 def plan(directory: Path, **variables) -> tuple[int, str]:
     """Real `terraform plan` of variables.tf with the given values (project and invoker preset)."""
-    return checks.plan_variables(directory, **variables)
+    return commands.plan_variables(directory, **variables)
 
 
 def test_defaults_and_a_named_invoker_pass_validation(variables_module: Path):
@@ -199,26 +207,34 @@ def test_safety_net_fires_before_the_message_expires(config: TerraformConfig):
     ],
 )
 def test_memory_cpu_pairs_cloud_run_refuses_fail_the_plan(variables_module: Path, values: dict, memory: str, cpu: str):
-    assert not checks.cloud_run_accepts(memory, cpu)
+    assert not sizes.cloud_run_accepts(memory, cpu)
     code, output = plan(variables_module, **values)
     assert code != 0
     assert "do not fit together" in output
 
 
 def test_cloud_run_table():
-    """checks.cloud_run_accepts against the docs' rows (services/cpu and memory-limits pages)."""
+    """sizes.cloud_run_accepts against the docs' rows (services/cpu and memory-limits pages)."""
     accepted = [("4Gi", "1"), ("8Gi", "2"), ("2Gi", "4"), ("16Gi", "4"), ("4Gi", "6"), ("24Gi", "6"), ("4Gi", "8"), ("32Gi", "8"), ("512Mi", "0.08"), ("1Gi", "0.5"), ("2Gi", "1")]
     refused = [("8Gi", "1"), ("16Gi", "2"), ("1Gi", "4"), ("2Gi", "8"), ("1Gi", "8"), ("2Gi", "6"), ("33Gi", "8"), ("1Gi", "0.4"), ("2Gi", "0.9"), ("1Gi", "3"), ("512Mi", "0.05")]
-    assert all(checks.cloud_run_accepts(m, c) for m, c in accepted)
-    assert not any(checks.cloud_run_accepts(m, c) for m, c in refused)
+    assert all(sizes.cloud_run_accepts(m, c) for m, c in accepted)
+    assert not any(sizes.cloud_run_accepts(m, c) for m, c in refused)
+
+
+def test_sizes_use_the_core_memory_parser():
+    """One memory-size parser in the project: the core's (Mi, Gi and the decimal M, G)."""
+    from temporal_median.base import units
+
+    assert sizes.memory_gib is units.memory_gib
+    assert sizes.cloud_run_accepts("1024M", "1") and not sizes.cloud_run_accepts("5G", "1")
 
 
 def test_every_allowed_memory_cpu_pair_plans_as_cloud_run_decides(config: TerraformConfig, variables_module: Path):
     """All 40 pairs the variables allow (fanout 4, median 5 x 4, mosaic 4 x 4), each a real plan."""
-    pairs = checks.memory_cpu_pairs(config)
+    pairs = sizes.memory_cpu_pairs(config)
     assert {name: len(p) for name, p in pairs.items()} == {"fanout": 4, "median": 20, "mosaic": 16}
-    assert any(not checks.cloud_run_accepts(m, c) for _, m, c in pairs["median"])  # the rule has work to do
-    assert checks.memory_cpu_findings(config, variables_module) == []
+    assert any(not sizes.cloud_run_accepts(m, c) for _, m, c in pairs["median"])  # the rule has work to do
+    assert sizes.memory_cpu_findings(config, variables_module) == []
 
 
 def test_memory_cpu_check_catches_a_missing_pair_rule(tf_copy: Path, tmp_path: Path):
@@ -231,16 +247,16 @@ def test_memory_cpu_check_catches_a_missing_pair_rule(tf_copy: Path, tmp_path: P
         text = text.replace(rule, "\n")
     variables.write_text(text)
     broken = TerraformConfig.load(tf_copy)
-    module = checks.variables_module(tf_copy, tmp_path / "variables")
+    module = commands.variables_module(tf_copy, tmp_path / "variables")
     subset = {"median": [({"median_memory": "8Gi"}, "8Gi", "1"), ({"median_memory": "2Gi"}, "2Gi", "1")]}
-    assert checks.memory_cpu_findings(broken, module, subset) == ["median: memory 8Gi with cpu 1: plan passes, Cloud Run refuses"]
+    assert sizes.memory_cpu_findings(broken, module, subset) == ["median: memory 8Gi with cpu 1: plan passes, Cloud Run refuses"]
 
 
 def test_cross_variable_rules_require_terraform_1_9(config: TerraformConfig, tf_copy: Path):
-    assert checks.version_findings(config) == []
-    versions = tf_copy / "versions.tf"
-    versions.write_text(versions.read_text().replace('required_version = ">= 1.9.0, < 2.0.0"', 'required_version = ">= 1.5.0, < 2.0.0"'))
-    findings = checks.version_findings(TerraformConfig.load(tf_copy))
+    assert versions.version_findings(config) == []
+    versions_tf = tf_copy / "versions.tf"
+    versions_tf.write_text(versions_tf.read_text().replace('required_version = ">= 1.9.0, < 2.0.0"', 'required_version = ">= 1.5.0, < 2.0.0"'))
+    findings = versions.version_findings(TerraformConfig.load(tf_copy))
     assert len(findings) == 1 and "median_memory" in findings[0] and "push_max_delivery_attempts" in findings[0]
 
 
@@ -272,7 +288,7 @@ def test_provider_and_terraform_versions_are_bounded(config: TerraformConfig):
 
 
 def test_no_public_member_anywhere(config: TerraformConfig):
-    assert checks.public_member_findings(config) == []
+    assert security.public_member_findings(config) == []
 
 
 @pytest.mark.parametrize(
@@ -285,7 +301,7 @@ def test_no_public_member_anywhere(config: TerraformConfig):
 )
 def test_public_member_scan_catches_an_injected_grant(tf_copy: Path, injected: str):
     (tf_copy / "injected.tf").write_text(injected)
-    findings = checks.public_member_findings(TerraformConfig.load(tf_copy))
+    findings = security.public_member_findings(TerraformConfig.load(tf_copy))
     assert len(findings) == 1 and ("oops" in findings[0] or "extra_invokers" in findings[0]), findings
 
 
@@ -397,7 +413,7 @@ def test_median_counts_its_own_attempts_below_the_safety_net(config: TerraformCo
     assert "max_delivery_attempts" not in config.locals
     defaults = {name: body.get("default") for name, body in config.variables.items()}
     for name in FUNCTIONS:
-        env = checks.resolve_env(config, block(function(config, name), "service_config")["environment_variables"])
+        env = resolve_env(config, block(function(config, name), "service_config")["environment_variables"])
         assert "TM_MAX_DELIVERY_ATTEMPTS" not in env
         assert env["TM_MAX_ATTEMPTS"] == "${tostring(var.median_max_attempts)}"
         assert env["TM_MOSAIC_LOCK_SECONDS"] == "${tostring(var.mosaic_lock_seconds)}"
@@ -441,7 +457,7 @@ def test_mosaic_fires_on_the_work_bucket_that_median_writes_to(config: Terraform
     bucket_filter = block(trigger, "event_filters")
     assert bucket_filter["attribute"] == "bucket"
     watched = ref(bucket_filter["value"])
-    median_env = checks.resolve_env(config, block(function(config, "median"), "service_config")["environment_variables"])
+    median_env = resolve_env(config, block(function(config, "median"), "service_config")["environment_variables"])
     work_url = re.fullmatch(r"gs://(\$\{.*\})", median_env["TM_WORK_URL"])
     assert work_url, median_env["TM_WORK_URL"]
     assert ref(work_url.group(1)) == watched == ("google_storage_bucket", "work", "name")
@@ -466,7 +482,7 @@ def test_functions_get_the_environment_the_core_reads(config: TerraformConfig):
     documented = set(re.findall(r"^(TM_\w+)", settings_module.__doc__, flags=re.M))
     local_only = {"TM_ALLOW_LOCAL_PATHS", "TM_MAX_REQUEST_BYTES"}  # left at their defaults in the cloud
     for name in FUNCTIONS:
-        env = checks.resolve_env(config, block(function(config, name), "service_config")["environment_variables"])
+        env = resolve_env(config, block(function(config, name), "service_config")["environment_variables"])
         assert documented - local_only <= set(env), f"{name} lacks {sorted(documented - local_only - set(env))}"
         assert "TM_ALLOW_LOCAL_PATHS" not in env  # never enabled in the cloud
         assert env["CPL_MACHINE_IS_GCE"] == "YES" and env["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR"
@@ -494,8 +510,8 @@ def test_entry_points_exist_in_the_function_sources(config: TerraformConfig):
 
 
 def test_required_apis_are_enabled_and_kept_on_destroy(config: TerraformConfig):
-    apis = config.resources[("google_project_service", "apis")]
-    assert apis["disable_on_destroy"] is False
+    apis_block = config.resources[("google_project_service", "apis")]
+    assert apis_block["disable_on_destroy"] is False
     listed = set(re.findall(r'"([a-z]+\.googleapis\.com)"', str(config.locals["apis"])))
     assert {f"{s}.googleapis.com" for s in ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc", "pubsub", "storage", "logging", "cloudresourcemanager")} <= listed
 
@@ -505,30 +521,30 @@ def test_required_apis_are_enabled_and_kept_on_destroy(config: TerraformConfig):
 
 def test_every_resource_type_maps_to_apis_that_are_enabled(config: TerraformConfig):
     used = {t for t, _ in config.resources} | {f"data.{t}" for t, _ in config.data}
-    assert used <= set(checks.RESOURCE_APIS)
+    assert used <= set(apis.RESOURCE_APIS)
     assert "google_project_iam_member" in used and "data.google_project" in used
-    assert checks.api_findings(config) == []
+    assert apis.api_findings(config) == []
 
 
 def test_api_check_catches_a_missing_api(tf_copy: Path):
-    apis = tf_copy / "apis.tf"
-    apis.write_text(apis.read_text().replace('    "cloudresourcemanager.googleapis.com",\n', ""))
-    findings = checks.api_findings(TerraformConfig.load(tf_copy))
+    apis_tf = tf_copy / "apis.tf"
+    apis_tf.write_text(apis_tf.read_text().replace('    "cloudresourcemanager.googleapis.com",\n', ""))
+    findings = apis.api_findings(TerraformConfig.load(tf_copy))
     assert sorted(f.split(":")[0] for f in findings) == ["data.google_project", "google_project_iam_member", "google_project_service"]
     assert all("cloudresourcemanager.googleapis.com" in f for f in findings)
 
 
 def test_api_check_catches_an_unmapped_resource_type(tf_copy: Path):
     (tf_copy / "injected.tf").write_text('resource "google_compute_network" "extra" {\n  name = "x"\n}\n')
-    assert checks.api_findings(TerraformConfig.load(tf_copy)) == ["google_compute_network: no entry in RESOURCE_APIS (which API does it call?)"]
+    assert apis.api_findings(TerraformConfig.load(tf_copy)) == ["google_compute_network: no entry in RESOURCE_APIS (which API does it call?)"]
 
 
 def test_build_account_reads_the_sources_where_cloud_functions_copies_them(config: TerraformConfig):
-    assert checks.build_source_read_findings(config) == []
+    assert builds.build_source_read_findings(config) == []
     # Least privilege: the project-level grant admits that one bucket and its objects, nothing else.
-    grants = dict(checks.build_read_grants(config, "build"))
+    grants = dict(builds.build_read_grants(config, "build"))
     admits = grants["google_project_iam_member.build_gcf_sources_viewer"]
-    number = checks.SAMPLE_PROJECT_NUMBER
+    number = builds.SAMPLE_PROJECT_NUMBER
     assert admits(f"gcf-v2-sources-{number}-europe-west1", "median/function-source.zip")
     for other in (
         f"gcf-v2-sources-{number}-europe-west10",  # a neighbouring region's bucket
@@ -544,19 +560,19 @@ def test_build_account_reads_the_sources_where_cloud_functions_copies_them(confi
 def test_build_read_check_catches_a_missing_gcf_sources_grant(tf_copy: Path):
     drop_block(tf_copy / "iam.tf", 'resource "google_project_iam_member" "build_gcf_sources_viewer"')
     (tf_copy / "iam.tf").write_text((tf_copy / "iam.tf").read_text().replace("${data.google_project.this.number}", "0"))
-    findings = checks.build_source_read_findings(TerraformConfig.load(tf_copy))
-    assert sorted(findings) == [f"{n}: build account build cannot read the gcf-v2-sources bucket (gcf-v2-sources-{checks.SAMPLE_PROJECT_NUMBER}-europe-west1)" for n in FUNCTIONS]
+    findings = builds.build_source_read_findings(TerraformConfig.load(tf_copy))
+    assert sorted(findings) == [f"{n}: build account build cannot read the gcf-v2-sources bucket (gcf-v2-sources-{builds.SAMPLE_PROJECT_NUMBER}-europe-west1)" for n in FUNCTIONS]
 
 
 def test_build_read_check_catches_a_grant_on_the_wrong_bucket_name(tf_copy: Path):
-    iam = tf_copy / "iam.tf"
-    iam.write_text(iam.read_text().replace('gcf_sources_bucket_name = "gcf-v2-sources-', 'gcf_sources_bucket_name = "gcf-sources-'))
-    findings = checks.build_source_read_findings(TerraformConfig.load(tf_copy))
+    iam_tf = tf_copy / "iam.tf"
+    iam_tf.write_text(iam_tf.read_text().replace('gcf_sources_bucket_name = "gcf-v2-sources-', 'gcf_sources_bucket_name = "gcf-sources-'))
+    findings = builds.build_source_read_findings(TerraformConfig.load(tf_copy))
     assert len(findings) == 3 and all("cannot read the gcf-v2-sources bucket" in f for f in findings)
 
 
 def test_every_function_waits_after_its_build_grants(config: TerraformConfig):
-    assert checks.build_wait_findings(config) == []
+    assert builds.build_wait_findings(config) == []
     for name in FUNCTIONS:
         assert "${time_sleep.build_iam_propagation}" in function(config, name)["depends_on"]
     assert config.resources[("time_sleep", "build_iam_propagation")]["create_duration"] == "${var.iam_propagation_wait}"
@@ -565,7 +581,7 @@ def test_every_function_waits_after_its_build_grants(config: TerraformConfig):
 def test_wait_check_catches_a_function_that_does_not_wait(tf_copy: Path):
     functions = tf_copy / "functions.tf"
     functions.write_text(functions.read_text().replace("    time_sleep.build_iam_propagation,\n", "", 1))
-    findings = checks.build_wait_findings(TerraformConfig.load(tf_copy))
+    findings = builds.build_wait_findings(TerraformConfig.load(tf_copy))
     assert len(findings) == 1 and findings[0].startswith("fanout: no wait after the build grants")
 
 
@@ -577,23 +593,23 @@ def test_wait_check_catches_a_build_grant_the_wait_does_not_follow(tf_copy: Path
         "  member = local.build_member\n"
         "}\n"
     )
-    findings = checks.build_wait_findings(TerraformConfig.load(tf_copy))
+    findings = builds.build_wait_findings(TerraformConfig.load(tf_copy))
     assert sorted(findings) == [f"{n}: no wait after the build grants ['google_storage_bucket_iam_member.build_extra']" for n in FUNCTIONS]
 
 
 def test_pubsub_agent_may_sign_tokens_for_every_push_identity(config: TerraformConfig):
-    assert checks.push_identities(config) == {
+    assert iam.push_identities(config) == {
         "push": "google_pubsub_subscription.median_push",
         "trigger": "google_cloudfunctions2_function.mosaic event_trigger",
     }
-    assert checks.push_token_creator_findings(config) == []
+    assert iam.push_token_creator_findings(config) == []
 
 
 def test_token_creator_check_catches_the_missing_trigger_grant(tf_copy: Path):
-    iam = tf_copy / "iam.tf"
-    drop_block(iam, 'resource "google_service_account_iam_member" "pubsub_agent_trigger_token_creator"')
-    iam.write_text(iam.read_text().replace("    google_service_account_iam_member.pubsub_agent_trigger_token_creator,\n", ""))
-    assert checks.push_token_creator_findings(TerraformConfig.load(tf_copy)) == [
+    iam_tf = tf_copy / "iam.tf"
+    drop_block(iam_tf, 'resource "google_service_account_iam_member" "pubsub_agent_trigger_token_creator"')
+    iam_tf.write_text(iam_tf.read_text().replace("    google_service_account_iam_member.pubsub_agent_trigger_token_creator,\n", ""))
+    assert iam.push_token_creator_findings(TerraformConfig.load(tf_copy)) == [
         "trigger (used by google_cloudfunctions2_function.mosaic event_trigger): the Pub/Sub service agent has no Token Creator on it"
     ]
 
@@ -611,11 +627,11 @@ def core_files() -> set[str]:
 
 
 def test_each_function_zip_contains_its_code_and_the_core_package(config: TerraformConfig, tmp_path: Path):
-    archives = checks.function_archives(config)
-    assert {spec["key"] for spec in archives.values()} == set(FUNCTIONS)
-    for label, spec in archives.items():
+    found = archives.function_archives(config)
+    assert {spec["key"] for spec in found.values()} == set(FUNCTIONS)
+    for label, spec in found.items():
         assert spec["source_dir"] == REPO / "functions" / spec["key"]
-        output = checks.build_zip(spec["source_dir"], spec["excludes"], spec["exclude_symlink_directories"], tmp_path / f"{spec['key']}.zip")
+        output = archives.build_zip(spec["source_dir"], spec["excludes"], spec["exclude_symlink_directories"], tmp_path / f"{spec['key']}.zip")
         with zipfile.ZipFile(output) as archive:
             names = set(archive.namelist())
             assert {"main.py", "requirements.txt"} <= names, label
@@ -642,8 +658,8 @@ print(kernel_loader.kernel_backend(), "numba" in sys.modules, kernel_loader.__fi
 )
 def test_the_median_zip_runs_its_kernels_ahead_of_time_without_numba(config: TerraformConfig, tmp_path: Path):
     # What terraform apply ships after make kernels: a cold median instance compiles nothing.
-    spec = next(s for s in checks.function_archives(config).values() if s["key"] == "median")
-    output = checks.build_zip(spec["source_dir"], spec["excludes"], spec["exclude_symlink_directories"], tmp_path / "median.zip")
+    spec = next(s for s in archives.function_archives(config).values() if s["key"] == "median")
+    output = archives.build_zip(spec["source_dir"], spec["excludes"], spec["exclude_symlink_directories"], tmp_path / "median.zip")
     unpacked = tmp_path / "median"
     with zipfile.ZipFile(output) as archive:
         assert f"temporal_median/compute/{kernel_loader.AOT_LIBRARY.name}" in archive.namelist()
@@ -683,19 +699,19 @@ def function_with_dirty_core(tmp_path: Path) -> Path:
 
 def test_zip_rules_drop_byte_code_and_follow_the_core_symlink(config: TerraformConfig, function_with_dirty_core: Path):
     excludes = local_value(config, "${local.source_excludes}")
-    names = checks.archive_members(function_with_dirty_core, excludes, exclude_symlink_directories=False)
+    names = archives.archive_members(function_with_dirty_core, excludes, exclude_symlink_directories=False)
     assert names == ["main.py", "temporal_median/__init__.py"]
     # The checker notices when the core would be left out (exclude_symlink_directories = true)...
-    assert checks.archive_members(function_with_dirty_core, excludes, True) == ["main.py"]
+    assert archives.archive_members(function_with_dirty_core, excludes, True) == ["main.py"]
     # ...and when nothing is excluded.
-    assert "temporal_median/__pycache__/__init__.cpython-311.pyc" in checks.archive_members(function_with_dirty_core, [], False)
+    assert "temporal_median/__pycache__/__init__.cpython-311.pyc" in archives.archive_members(function_with_dirty_core, [], False)
 
 
 # ---- checkov --------------------------------------------------------------------------------------
 
 
 def test_checkov_passes_and_every_skip_is_explained(config: TerraformConfig):
-    report = checks.run_checkov(TF)
+    report = checkov.run_checkov(TF)
     print(f"checkov {report.version}: passed={report.passed} failed={report.failed} skipped={report.skipped}")
     assert report.parsing_errors == 0
     assert report.failed == 0, report.failed_checks
@@ -711,6 +727,6 @@ def test_checkov_passes_and_every_skip_is_explained(config: TerraformConfig):
 def test_checkov_fails_a_bucket_left_open(tf_copy: Path):
     storage = tf_copy / "storage.tf"
     storage.write_text(storage.read_text().replace('public_access_prevention    = "enforced"', 'public_access_prevention    = "inherited"', 1))
-    report = checks.run_checkov(tf_copy)
+    report = checkov.run_checkov(tf_copy)
     assert report.failed >= 1
     assert any(f.startswith("CKV_GCP_114 google_storage_bucket.work") for f in report.failed_checks), report.failed_checks

@@ -32,6 +32,10 @@ def parse_args(argv):
     parser.add_argument("--end", help="last acquisition day kept, YYYY-MM-DD (inclusive)")
     parser.add_argument("--max-cloud", type=float, help="highest cloud cover kept, percent (eo:cloud_cover, or an estimate)")
     parser.add_argument("--asset", help="the STAC items' asset to read (default: visual); ItemCollection inputs only")
+    parser.add_argument("--bbox", type=float, nargs=4, metavar=("W", "S", "E", "N"),
+                        help="output area in degrees (WGS 84); default: the scenes' footprints")
+    parser.add_argument("--crs", help="output CRS, e.g. EPSG:32631; default: the scenes' shared CRS, else the UTM zone of the area's centre")
+    parser.add_argument("--resolution", type=float, help="output pixel size in the CRS's units; default: the scenes' finest")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the mosaic")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 %% instead)")
     return parser.parse_args(argv)
@@ -110,7 +114,11 @@ def main(argv=None) -> int:
     if args.job_id:
         body["job_id"] = args.job_id
     # Fanout validates them all, and answers a 400 naming the field.
-    for field, value in (("start", args.start), ("end", args.end), ("max_cloud", args.max_cloud), ("asset", args.asset)):
+    options = (
+        ("start", args.start), ("end", args.end), ("max_cloud", args.max_cloud), ("asset", args.asset),
+        ("bbox", args.bbox), ("crs", args.crs), ("resolution", args.resolution),
+    )
+    for field, value in options:
         if value is not None:
             body[field] = value
     print(f"POST {fanout}/jobs {json.dumps(body)}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import threading
 from datetime import datetime, timedelta, timezone
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from area_support import BBOX, oracle, write_area_series
 from functions_framework import create_app
 from pipeline_support import (
     RESULTS,
@@ -158,20 +160,24 @@ def test_same_job_id_with_other_parameters_is_a_conflict(apps, pull, series):
     assert pull() == []
 
 
-def test_mismatched_input_is_a_400_naming_the_file_and_nothing_is_written(apps, pull, series, tmp_path):
+def test_a_scene_on_another_grid_makes_an_area_job_on_the_union_grid(apps, pull, series, tmp_path):
+    # Before areas, a scene of another size was refused; now it is a footprint like any other.
     for path in series[:3]:
         shutil.copy(path, tmp_path)
     odd = tmp_path / "T31TCJ_20231231T000000_TCI.tif"
     with rasterio.open(series[0]) as src:
-        profile = src.profile | {"width": WIDTH - 1}
-        data = src.read(window=((0, HEIGHT), (0, WIDTH - 1)))
+        profile = src.profile | {"width": WIDTH - 300, "transform": src.transform @ rasterio.Affine.translation(300, 0)}
+        data = src.read(window=((0, HEIGHT), (300, WIDTH)))
     with rasterio.open(odd, "w", **profile) as dst:
         dst.write(data)
-    answer = post(apps, {"inputs": str(tmp_path), "job_id": "mismatched"})
-    assert answer.status_code == 400
-    assert answer.get_json()["error"]["code"] == "input_mismatch" and odd.name in answer.get_json()["error"]["message"]
-    assert storage.read_json(JobPaths.of(f"gs://{WORK}", "mismatched").manifest) is None
-    assert pull() == []
+    answer = post(apps, {"inputs": str(tmp_path), "job_id": "other-grid", "tile_size": TILE})
+    assert answer.status_code == 202, answer.get_json()
+    manifest = storage.read_json(JobPaths.of(f"gs://{WORK}", "other-grid").manifest)
+    assert manifest["raster"]["width"] == WIDTH and manifest["raster"]["crs"] == "EPSG:32631"
+    assert len(manifest["area"]["observations"]) == 4
+    # The window west of the odd scene's footprint does not read it.
+    messages = {m.attributes["tile"]: json.loads(m.data) for m in pull()}
+    assert str(odd) not in messages["r000_c000"]["datasets"] and str(odd) in messages["r000_c002"]["datasets"]
 
 
 def first_scene_wrong(series, folder: Path, **changes) -> dict:
@@ -616,3 +622,68 @@ def test_an_unreachable_stac_api_is_a_503_naming_it_and_nothing_is_written(apps,
     assert answer.status_code == 503 and "127.0.0.1:9" in answer.get_json()["error"]["message"]
     assert storage.read_json(JobPaths.of(f"gs://{WORK}", "stac-down").manifest) is None
     assert pull() == []
+
+
+# -- areas: several tiles and UTM zones on one output grid ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def area_items(tmp_path_factory):
+    return write_area_series(tmp_path_factory.mktemp("area-series"))
+
+
+def test_an_area_job_by_http_equals_the_oracle(apps, pull, area_items, tmp_path):
+    body = {"inputs": str(area_items), "bbox": BBOX, "crs": "EPSG:32631", "resolution": 10, "tile_size": TILE,
+            "job_id": "area-http"}
+    answer = post(apps, body)
+    assert answer.status_code == 202, answer.get_json()
+    messages = {m.attributes["tile"]: m for m in pull()}
+    assert len(messages) == answer.get_json()["tiles"]
+    for message in messages.values():
+        assert push(apps, message).get_json()["outcome"] == "written"
+    last = sorted(messages)[-1]
+    headers, event = finalized(f"jobs/area-http/tiles/{last}.tif")
+    assert apps["mosaic"].post("/", headers=headers, data=event).status_code == 200
+    assert storage.read_json(GsUrl.parse(f"gs://{RESULTS}/area-http/job.json")) is not None
+    local = tmp_path / "median.tif"
+    storage.download_file(GsUrl.parse(f"gs://{RESULTS}/area-http/median.tif"), str(local))
+    with rasterio.open(local) as ds:
+        data, crs, transform = ds.read(), ds.crs.to_string(), ds.transform
+    items = json.loads(area_items.read_text())["features"]
+    lum, _, count = oracle(items, crs, transform, data.shape[2], data.shape[1])
+    same = np.all(data[:3] == lum, axis=0) & (data[3] == np.minimum(count, 255))
+    assert crs == "EPSG:32631" and same.mean() >= 0.999, f"{np.count_nonzero(~same)} pixels differ"
+    state = status(apps, "area-http")
+    assert state["state"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"bbox": [10.0, 50.0, 10.1, 50.1]}, "'bbox': the area touches no scene"),
+        ({"bbox": BBOX, "crs": "EPSG:99999"}, "'crs': unknown CRS"),
+        ({"bbox": BBOX, "resolution": 0}, "'resolution' must be a positive number"),
+        ({"bbox": BBOX, "resolution": 50000}, "'resolution' 50000.0 is coarser than the area"),
+        ({"bbox": BBOX, "resolution": 0.05}, "'bbox': the output grid is .* windows"),
+        ({"bbox": [0.05, 44.99, -0.05, 45.02]}, "'bbox': west"),
+    ],
+)
+def test_bad_grids_are_400s_naming_the_field_and_publish_nothing(apps, pull, area_items, extra, field):
+    answer = post(apps, {"inputs": str(area_items), "job_id": "bad-grid", **extra})
+    assert answer.status_code == 400, answer.get_json()
+    assert re.search(field, answer.get_json()["error"]["message"]), answer.get_json()
+    assert storage.read_json(JobPaths.of(f"gs://{WORK}", "bad-grid").manifest) is None
+    assert pull() == []
+
+
+def test_the_same_cog_in_two_collections_is_one_scene(apps, pull, area_items, tmp_path):
+    items = json.loads(area_items.read_text())
+    twin = dict(items["features"][0], id="v0-" + items["features"][0]["id"])
+    doubled = tmp_path / "doubled.json"
+    doubled.write_text(json.dumps({**items, "features": [*items["features"], twin]}))
+    answer = post(apps, {"inputs": str(doubled), "job_id": "doubled", "tile_size": TILE})
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["inputs"] == 12 and answer.get_json()["dropped"] == 1
+    manifest = storage.read_json(JobPaths.of(f"gs://{WORK}", "doubled").manifest)
+    assert [d["reason"] for d in manifest["selection"]["dropped"]] == [f"duplicate of {items['features'][0]['id']} (same href)"]
+    pull()

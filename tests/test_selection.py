@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from temporal_median.base.errors import InvalidRequest
 from temporal_median.scenes.scene import Scene
-from temporal_median.scenes.selection import Selection
+from temporal_median.scenes.selection import Selection, select
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stac"
 
@@ -127,10 +128,18 @@ def test_dated_and_undated_scenes_cannot_be_ordered_together():
         Selection().apply(scenes)
 
 
-def test_the_same_scene_twice_is_refused():
-    scene = Scene.from_url("/data/T31TCJ_20230709T104629_TCI.tif")
-    with pytest.raises(InvalidRequest, match="listed twice"):
-        Selection().apply([scene, scene])
+def test_the_same_href_twice_is_one_scene_and_the_other_a_duplicate():
+    # Earth Search lists one TCI.tif in two collections (v0 and v1), as two items.
+    url = "/data/T31TCJ_20230709T104629_TCI.tif"
+    v1 = replace(Scene.from_url(url), item_id="S2A_31TCJ_20230709_0_L2A")
+    v0 = replace(Scene.from_url(url), item_id="S2A_T31TCJ_20230709T104633_L2A")
+    other = Scene.from_url("/data/T31TCJ_20230714T104631_TCI.tif")
+    result = Selection().apply([v1, other, v0])
+    assert [s.item_id for s in result.kept] == ["S2A_31TCJ_20230709_0_L2A", None]
+    assert [(d.scene.item_id, d.reason) for d in result.dropped] == [
+        ("S2A_T31TCJ_20230709T104633_L2A", "duplicate of S2A_31TCJ_20230709_0_L2A (same href)")
+    ]
+    assert select([v1, v0], Selection()).kept == (v1,)
 
 
 def test_a_ceiling_without_cloud_cover_is_refused_by_apply():

@@ -14,7 +14,7 @@ import pytest
 from stac_support import free_port, stac_servers  # noqa: F401 - stac_servers is a fixture
 
 from temporal_median.base.errors import InputUnreadable, InvalidRequest, StorageUnavailable
-from temporal_median.scenes.items import asset_href, check_one_grid, scenes_from_items
+from temporal_median.scenes.items import asset_href, scenes_from_items
 from temporal_median.scenes.selection import Selection, select
 from temporal_median.scenes.stac import StacInput, StacSearch
 from temporal_median_cli.sample import generate_series
@@ -77,42 +77,14 @@ def tile_item(item_id: str, code: str | None, **props) -> dict:
     return item
 
 
-def test_items_on_two_mgrs_tiles_are_refused_naming_them():
-    items = [tile_item("a", "MGRS-31TCJ"), tile_item("b", "MGRS-31TCJ"), tile_item("c", "MGRS-31TCH")]
-    with pytest.raises(InvalidRequest) as error:
-        check_one_grid(items)
-    message = str(error.value)
-    assert "MGRS tile: MGRS-31TCJ (2 items: a, b); MGRS-31TCH (1 item: c)" in message
-    assert 'Narrow the search to one tile' in message and '{"grid:code": {"eq": "MGRS-31TCJ"}}' in message
-
-
-def test_legacy_mgrs_properties_and_s2_tile_are_compared_too():
-    legacy = tile_item("legacy", None, **{"mgrs:utm_zone": 31, "mgrs:latitude_band": "T", "mgrs:grid_square": "CJ"})
-    s2 = tile_item("s2", None, **{"s2:mgrs_tile": "31TCH"})
-    with pytest.raises(InvalidRequest, match=r"MGRS-31TCH \(1 item: s2\); MGRS-31TCJ \(1 item: legacy\)"):
-        check_one_grid([legacy, s2])
-
-
-def test_items_on_another_crs_or_transform_are_refused():
-    other_crs = tile_item("utm30", None, **{"proj:epsg": None, "proj:code": "EPSG:32630"})
-    with pytest.raises(InvalidRequest, match=r"CRS: EPSG:32630 \(1 item: utm30\); EPSG:32631 \(1 item: utm31\)"):
-        check_one_grid([tile_item("utm31", None), other_crs])
-    shifted = tile_item("shifted", None)
-    shifted["assets"]["visual"]["proj:transform"] = [10, 0, 300010, 0, -10, 4900020]
-    with pytest.raises(InvalidRequest, match=r"transform: .*300010"):
-        check_one_grid([tile_item("origin", None), shifted])
-    coarse = tile_item("coarse", None)
-    coarse["assets"]["visual"]["proj:shape"] = [5490, 5490]
-    with pytest.raises(InvalidRequest, match=r"shape: \[10980, 10980\] \(1 item: fine\); \[5490, 5490\] \(1 item: coarse\)"):
-        check_one_grid([tile_item("fine", None), coarse])
-
-
-def test_items_without_grid_properties_are_left_to_the_header_check():
-    bare = load_fixture("s3-primary-https-alternate.json")
-    check_one_grid([bare, tile_item("a", "MGRS-31TCJ")])
-    assert [s.item_id for s in scenes_from_items([bare, load_fixture("earth-search-c1-T31TCJ.json")])] == [
-        "s3-primary-https-alternate", "S2A_T31TCJ_20230709T104633_L2A",
-    ]
+def test_items_of_several_tiles_and_zones_become_scenes_with_platform_and_footprint():
+    # Selection first, then the grid: items of several MGRS tiles and UTM zones are scenes; the
+    # job's output grid is decided from the scenes kept.
+    other_zone = tile_item("utm30", "MGRS-30TYP", platform="sentinel-2b", **{"proj:code": "EPSG:32630"})
+    scenes = scenes_from_items([tile_item("utm31", "MGRS-31TCJ"), other_zone])
+    assert [s.item_id for s in scenes] == ["utm31", "utm30"]
+    assert scenes[1].platform == "sentinel-2b"
+    assert scenes[0].bbox == tuple(float(v) for v in load_fixture("earth-search-c1-T31TCJ.json")["bbox"])
 
 
 def test_every_unreadable_item_is_named_at_once():
@@ -280,12 +252,10 @@ def test_query_on_an_api_without_the_query_extension_is_refused(stac_api):
         search(stac_api, query={"eo:cloud_cover": {"lt": 20}}).scenes()
 
 
-def test_search_over_two_mgrs_tiles_is_refused_naming_them(stac_api):
-    with pytest.raises(InvalidRequest) as error:
-        StacInput.from_request({"stac": {"url": stac_api.url, "collections": ["two-tiles"]}}).scenes()
-    message = str(error.value)
-    assert "MGRS-31TCJ (18 items" in message and "MGRS-31TCH (4 items: two-tiles-T31TCH_2023" in message
-    assert "Narrow the search" in message
+def test_a_search_over_two_mgrs_tiles_gives_the_scenes_of_both(stac_api):
+    scenes = StacInput.from_request({"stac": {"url": stac_api.url, "collections": ["two-tiles"]}}).scenes()
+    names = [s.item_id for s in scenes]
+    assert len(names) == 22 and sum("T31TCH" in n for n in names) == 4
 
 
 def test_item_collection_file_with_a_date_range_and_cloud_ceiling(t31tcj_series):
@@ -300,11 +270,11 @@ def test_item_collection_file_with_a_date_range_and_cloud_ceiling(t31tcj_series)
     assert list(result.urls) == expected and len(result.kept) + len(result.dropped) == 18
 
 
-def test_item_collection_of_two_tiles_is_refused(tmp_path, t31tcj_series, t31tch_series):
+def test_item_collection_of_two_tiles_gives_both_tiles_scenes(tmp_path, t31tcj_series, t31tch_series):
     path = tmp_path / "two-tiles.json"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": items_of(t31tcj_series) + items_of(t31tch_series)}))
-    with pytest.raises(InvalidRequest, match=r"MGRS-31TCJ \(18 items.*MGRS-31TCH \(4 items"):
-        StacInput.from_request({"inputs": str(path)}, allow_local=True).scenes()
+    scenes = StacInput.from_request({"inputs": str(path)}, allow_local=True).scenes()
+    assert len(scenes) == 22 and len({s.url for s in scenes}) == 22
 
 
 def test_item_collection_file_errors(tmp_path):

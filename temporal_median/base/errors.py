@@ -48,6 +48,16 @@ class InputMismatch(PermanentError):
     code = "input_mismatch"
 
 
+class GridMismatch(InputMismatch):
+    """A 3-band uint8 scene on another grid (size, transform or CRS) than the reference.
+
+    Where a job names no output grid, fanout takes it as the sign of an area over several
+    tiles and composites onto a grid of its own instead of refusing.
+    """
+
+    code = "input_mismatch"
+
+
 class InputUnreadable(PermanentError):
     """An input raster or location cannot be read (missing object or bucket, not a raster, corrupt)."""
 

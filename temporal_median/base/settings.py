@@ -12,6 +12,8 @@ TM_WORK_URL                 where manifests, tiles and error records go         
 TM_RESULTS_URL              default output location of mosaics                    ``gs://tm-results``
 TM_ALLOW_LOCAL_PATHS        accept local file paths as inputs (local cloud only)  ``false``
 TM_MAX_INPUTS               most inputs one job may have                          ``1000``
+TM_MAX_WINDOWS              most windows (tiles) one job's output grid may have   ``2500``
+                            (an area's bbox and resolution decide how many)
 TM_MAX_REQUEST_BYTES        largest fanout request body                           ``1048576``
 TM_MAX_EVENT_AGE_SECONDS    median drops events older than this                   ``86400``
 TM_MAX_ATTEMPTS             executed attempts of a window: median counts its own  ``5``
@@ -92,6 +94,7 @@ class Settings:
     results_url: str = "gs://tm-results"
     allow_local_paths: bool = False
     max_inputs: int = 1000
+    max_windows: int = 2500
     max_request_bytes: int = 1 << 20
     max_event_age_seconds: int = 86400
     max_attempts: int = 5
@@ -122,6 +125,7 @@ class Settings:
             results_url=env.get("TM_RESULTS_URL", defaults["results_url"]).rstrip("/"),
             allow_local_paths=_bool("TM_ALLOW_LOCAL_PATHS", env.get("TM_ALLOW_LOCAL_PATHS", "false")),
             max_inputs=_int("TM_MAX_INPUTS", env.get("TM_MAX_INPUTS", str(defaults["max_inputs"]))),
+            max_windows=_int("TM_MAX_WINDOWS", env.get("TM_MAX_WINDOWS", str(defaults["max_windows"]))),
             max_request_bytes=_int(
                 "TM_MAX_REQUEST_BYTES", env.get("TM_MAX_REQUEST_BYTES", str(defaults["max_request_bytes"]))
             ),

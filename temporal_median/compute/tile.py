@@ -120,7 +120,7 @@ def _trim_heap() -> None:
 _malloc_trim = None
 
 
-def _read_env():
+def read_env():
     """gdal_env for reading windows: a small block cache unless the user set one."""
     if "GDAL_CACHEMAX" in os.environ:
         return gdal_env()
@@ -199,7 +199,7 @@ def read_window(
         out = np.empty(shape, np.uint8)
     elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous or not out.flags.writeable:
         raise InvalidRequest(f"out must be a writeable C-contiguous uint8 array of shape {shape}")
-    with _read_env(), ExitStack() as stack:
+    with read_env(), ExitStack() as stack:
         pool = ThreadPoolExecutor(max_workers=read_threads(urls, max_workers), thread_name_prefix="tm-read")
         stack.callback(shutdown, pool)
         grid = probe(urls[0], None).grid
@@ -299,7 +299,7 @@ def compute_tile(
     n = len(urls)
     seconds_read = seconds_median = 0.0
     t_start = time.perf_counter()
-    with _read_env(), ExitStack() as stack:
+    with read_env(), ExitStack() as stack:
         pool = ThreadPoolExecutor(max_workers=read_threads(urls, max_workers), thread_name_prefix="tm-read")
         stack.callback(shutdown, pool)
         # The reference grid comes from the manifest or the first scene; every other scene is

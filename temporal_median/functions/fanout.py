@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from temporal_median.base import storage
 from temporal_median.base.clock import isoformat, parse_time, utcnow
 from temporal_median.base.errors import (
+    GridMismatch,
     InputUnreadable,
     JobConflict,
     JobNotFound,
@@ -125,13 +126,11 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     The manifest is written before anything is published, so every message refers to a job
     that exists. Posting the same job again publishes only the missing windows.
     """
-    # rasterio and GDAL load on the first job, not at cold start (status and cancel need neither).
-    from temporal_median.raster.read import inspect_inputs
-
     chosen = choose_scenes(request, settings)
-    datasets = chosen.urls
-    raster = inspect_inputs(list(datasets), max_workers=settings.read_threads or None)
-    grid = Grid(raster.width, raster.height, request.tile_size)
+    datasets, raster, grid, layout = _place(chosen, request, settings)
+    dropped = [d.to_dict() for d in chosen.dropped]
+    if layout is not None:
+        dropped += [{**s.to_dict(), "reason": "footprint outside the area"} for s in layout.outside]
     job_id = request.derive_job_id(datasets)
     paths = JobPaths.of(settings.work_url, job_id)
     manifest = Manifest(
@@ -147,7 +146,9 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
             "source": request.stac.to_dict() if request.stac else {"inputs": request.inputs},
             "criteria": request.selection.to_dict(),
             **chosen.to_dict(),
+            "dropped": dropped,
         },
+        area=layout.to_dict(request.area) if layout else None,
     )
     if not storage.create_json(paths.manifest, manifest.to_dict()):
         existing = Manifest.from_dict(storage.read_json(paths.manifest) or {})
@@ -174,6 +175,28 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
         extra={"job_id": job_id, "fields": {"tiles": len(grid), "published": len(missing), "already_done": len(done)}},
     )
     return StartResult(manifest, len(missing), len(done))
+
+
+def _place(chosen: SelectionResult, request: JobRequest, settings: Settings):
+    """The job's scenes, grid and windows: (datasets, raster, grid, layout or None).
+
+    Co-registered scenes and no output grid asked for: the scenes' own grid, read as it is
+    (no warping). Otherwise an area (job/layout.py): the grid asked for, or one over the
+    scenes' footprints when they lie on several grids (tiles, UTM zones).
+    """
+    # rasterio and GDAL load on the first job, not at cold start (status and cancel need neither).
+    from temporal_median.job.layout import plan_layout
+    from temporal_median.raster.read import inspect_inputs
+
+    threads = settings.read_threads or None
+    if request.area is None:
+        try:
+            raster = inspect_inputs(list(chosen.urls), max_workers=threads)
+            return chosen.urls, raster, Grid(raster.width, raster.height, request.tile_size), None
+        except GridMismatch:
+            pass  # scenes of several tiles or zones: an area over their footprints
+    layout = plan_layout(chosen.kept, request.area, request.tile_size, max_workers=threads, max_windows=settings.max_windows)
+    return tuple(s.url for s in layout.scenes), layout.raster, layout.grid, layout
 
 
 def _publish(manifest: Manifest, tiles: list[TileId], settings: Settings) -> None:

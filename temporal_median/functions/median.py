@@ -144,19 +144,31 @@ def _exhausted_reason(paths: JobPaths, tile: TileId, max_attempts: int) -> str:
 
 def _compute_and_upload(message: WindowMessage, settings: Settings, started: float):
     # GDAL and the kernels load on the first window, not for skipped or cancelled deliveries.
+    from temporal_median.compute.area import compute_area_tile
     from temporal_median.compute.tile import compute_tile
 
     workdir = tempfile.mkdtemp(prefix=f"tile-{message.tile}-")
     try:
         path = os.path.join(workdir, f"{message.tile}.tif")
-        stats = compute_tile(
-            list(message.datasets),
-            message.window,
-            path,
-            method=message.method,
-            max_workers=settings.read_threads or None,
-            expected=message.raster,
-        )
+        if message.observations is None:
+            stats = compute_tile(
+                list(message.datasets),
+                message.window,
+                path,
+                method=message.method,
+                max_workers=settings.read_threads or None,
+                expected=message.raster,
+            )
+        else:
+            stats = compute_area_tile(
+                list(message.datasets),
+                message.observations,
+                message.raster,
+                message.window,
+                path,
+                method=message.method,
+                max_workers=settings.read_threads or None,
+            )
         metadata = {
             "bytes_read": str(stats.bytes_read),
             "valid_fraction": f"{stats.valid_fraction:.6f}",

@@ -28,6 +28,10 @@ class Manifest:
     work: str
     #: How the scenes were chosen: source, criteria, the scenes kept and those dropped with reasons.
     selection: dict = field(default_factory=dict)
+    #: An area job's layout (job/layout.py): the output grid's request, its observations (groups of
+    #: ``datasets`` indices, one per acquisition) and each window's scenes. None: every scene is on
+    #: ``raster`` and every window reads them all.
+    area: dict | None = None
 
     @property
     def paths(self) -> JobPaths:
@@ -51,6 +55,7 @@ class Manifest:
             "work": self.work,
             "tiles": len(self.grid),
             "selection": self.selection,
+            **({"area": self.area} if self.area is not None else {}),
         }
 
     @classmethod
@@ -67,6 +72,7 @@ class Manifest:
                 created=str(data["created"]),
                 work=str(data["work"]),
                 selection=dict(data.get("selection") or {}),
+                area=dict(data["area"]) if data.get("area") is not None else None,
             )
         except (KeyError, TypeError, InvalidRequest) as exc:
             raise MalformedMessage(f"job manifest is missing or has a bad field: {exc}") from exc
@@ -84,14 +90,21 @@ class Manifest:
         return mine == theirs
 
     def message(self, tile: TileId) -> WindowMessage:
-        """The window message of one of this job's tiles."""
+        """The window message of one of this job's tiles (an area's: only the scenes it touches)."""
+        datasets, observations = self.datasets, None
+        if self.area is not None:
+            chosen = self.area["windows"].get(str(tile), [])
+            position = {index: i for i, index in enumerate(chosen)}
+            groups = (tuple(position[i] for i in group if i in position) for group in self.area["observations"])
+            datasets, observations = tuple(self.datasets[i] for i in chosen), tuple(g for g in groups if g)
         return WindowMessage(
             job_id=self.job_id,
             tile=tile,
             window=self.grid.window(tile),
             method=self.method,
-            datasets=self.datasets,
+            datasets=datasets,
             destination=str(self.paths.tile(tile)),
             work=self.work,
             raster=self.raster,
+            observations=observations,
         )

@@ -32,6 +32,9 @@ class WindowMessage:
     destination: str
     work: str
     raster: RasterGrid | None = None
+    #: An area's window: ``datasets`` grouped per acquisition (consecutive runs of indices),
+    #: warped onto ``raster``, the output grid. None: every dataset is on ``raster`` as it is.
+    observations: tuple | None = None
 
     def to_bytes(self) -> bytes:
         """The message data: compact JSON, a superset of the course's payload."""
@@ -46,6 +49,7 @@ class WindowMessage:
                 "destination": self.destination,
                 "work": self.work,
                 "raster": self.raster.to_dict() if self.raster else {},
+                **({"observations": [list(g) for g in self.observations]} if self.observations is not None else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -67,8 +71,13 @@ class WindowMessage:
             if body.get("version") != MESSAGE_VERSION:
                 raise MalformedMessage(f"unsupported message version {body.get('version')!r}")
             datasets = body["datasets"]
-            if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+            observations = _observations(body.get("observations"), datasets)
+            if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+                raise MalformedMessage("'datasets' must be a list of strings")
+            if not datasets and observations is None:
                 raise MalformedMessage("'datasets' must be a non-empty list of strings")
+            if observations is not None and not body.get("raster"):
+                raise MalformedMessage("an area window's message needs its output grid ('raster')")
             message = cls(
                 job_id=check_job_id(body["job_id"]),
                 tile=TileId.parse(body["tile"]),
@@ -78,6 +87,7 @@ class WindowMessage:
                 destination=str(body["destination"]),
                 work=str(body["work"]),
                 raster=RasterGrid.from_dict(body["raster"]) if body.get("raster") else None,
+                observations=observations,
             )
         except KeyError as exc:
             raise MalformedMessage(f"message data lacks {exc}") from None
@@ -89,6 +99,19 @@ class WindowMessage:
                 f"destination {message.destination!r} is not the tile's place {paths.tile(message.tile)}"
             )
         return message
+
+
+def _observations(value, datasets) -> tuple | None:
+    """An area window's observations: lists of dataset indices in consecutive runs, or None."""
+    if value is None:
+        return None
+    count = len(datasets) if isinstance(datasets, list) else -1
+    if not isinstance(value, list) or not all(isinstance(g, list) and g for g in value):
+        raise MalformedMessage("'observations' must be a list of non-empty lists of dataset indices")
+    flat = [i for group in value for i in group]
+    if flat != list(range(count)):
+        raise MalformedMessage(f"'observations' must group the {count} datasets' indices in consecutive runs")
+    return tuple(tuple(group) for group in value)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 
 from temporal_median.base.errors import InvalidRequest, RequestTooLarge
@@ -12,11 +11,12 @@ from temporal_median.base.grid import DEFAULT_TILE_SIZE, Grid
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
 from temporal_median.base.settings import Settings
 from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
+from temporal_median.job.area import AREA_KEYS, Area
 from temporal_median.job.ids import check_input_url, check_job_id
 from temporal_median.scenes.selection import Selection
 from temporal_median.scenes.stac import StacInput
 
-_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud"}
+_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud", *AREA_KEYS}
 
 
 def _check_inputs(inputs, settings: Settings) -> str | tuple[str, ...]:
@@ -54,6 +54,8 @@ class JobRequest:
     #: Where STAC items come from (a search, or an ItemCollection in ``inputs``), else None.
     stac: StacInput | None = None
     selection: Selection = field(default_factory=Selection)
+    #: The output grid asked for (bbox or intersects, crs, resolution), else None.
+    area: Area | None = None
 
     @classmethod
     def from_json(cls, body, settings: Settings) -> "JobRequest":
@@ -89,14 +91,16 @@ class JobRequest:
         job_id = body.get("job_id")
         if job_id is not None:
             check_job_id(job_id)
-        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection)
+        area = Area.from_request(body)
+        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection, area)
 
     def derive_job_id(self, datasets: tuple[str, ...]) -> str:
         """The given job id, or one derived from the listed inputs and the parameters (idempotent POSTs)."""
         if self.job_id:
             return self.job_id
-        key = json.dumps(
-            {"datasets": list(datasets), "tile_size": self.tile_size, "method": self.method, "output": self.output},
-            sort_keys=True,
-        )
+        fields = {"datasets": list(datasets), "tile_size": self.tile_size, "method": self.method, "output": self.output}
+        if self.area is not None:
+            # Only when given: the ids of jobs without an area stay what they were.
+            fields["area"] = self.area.to_dict()
+        key = json.dumps(fields, sort_keys=True)
         return "job-" + hashlib.sha256(key.encode()).hexdigest()[:16]

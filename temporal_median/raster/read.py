@@ -15,7 +15,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window as RioWindow
 
-from temporal_median.base.errors import InputMismatch, InvalidRequest, NoInputs
+from temporal_median.base.errors import GridMismatch, InputMismatch, InvalidRequest, NoInputs
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.raster.direct import GDT_BYTE, GdalCallError, Raster, open_raster, read_head
 from temporal_median.raster.gdal import (
@@ -60,7 +60,7 @@ def scene_facts(ds, window: Window | None) -> SceneFacts:
         crs=ds.crs,
         transform=ds.transform,
         grid=RasterGrid.from_dataset(ds),
-        window_bytes=_window_block_bytes(ds, window) if window is not None else 0,
+        window_bytes=window_block_bytes(ds, window) if window is not None else 0,
     )
 
 
@@ -93,17 +93,17 @@ class Reference:
         if any(dtype != "uint8" for dtype in scene.dtypes):
             raise InputMismatch(f"{url}: has data type {', '.join(scene.dtypes)}, expected uint8")
         if (scene.width, scene.height) != (ref.width, ref.height):
-            raise InputMismatch(
+            raise GridMismatch(
                 f"{url}: is {scene.width} x {scene.height} pixels, but {ref_name} is {ref.width} x {ref.height}"
             )
         if scene.crs is None or ref_crs is None:
             if not (scene.crs is None and ref_crs is None):
-                raise InputMismatch(f"{url}: CRS {scene.crs} differs from {ref_name}'s {ref.crs or 'none'}")
+                raise GridMismatch(f"{url}: CRS {scene.crs} differs from {ref_name}'s {ref.crs or 'none'}")
         elif scene.crs != ref_crs:
-            raise InputMismatch(f"{url}: CRS {scene.crs.to_string()} differs from {ref_name}'s {ref.crs}")
+            raise GridMismatch(f"{url}: CRS {scene.crs.to_string()} differs from {ref_name}'s {ref.crs}")
         # Scenes of one granule share their transform exactly; allow only float noise.
         if not scene.transform.almost_equals(ref.affine, precision=1e-6):
-            raise InputMismatch(
+            raise GridMismatch(
                 f"{url}: transform {tuple(scene.transform)[:6]} differs from {ref_name}'s {ref.transform}"
             )
 
@@ -212,7 +212,7 @@ def _block_bytes(block_shape, size, band_interleaved: bool, window: Window, size
     return total
 
 
-def _window_block_bytes(ds, window: Window) -> int:
+def window_block_bytes(ds, window: Window) -> int:
     """:func:`_block_bytes` of an open rasterio dataset."""
 
     def size_of(bx: int, by: int, band: int) -> str | None:

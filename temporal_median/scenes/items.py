@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import urllib.parse
@@ -77,88 +76,6 @@ def _absolute(href: str, base: str | None) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(base), href))
 
 
-def _mgrs_code(props: dict) -> str | None:
-    code = props.get("grid:code")
-    if isinstance(code, str) and code:
-        return code
-    zone, band, square = (props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square"))
-    if str(zone).isdigit() and isinstance(band, str) and isinstance(square, str) and band and square:
-        return f"MGRS-{int(zone):02d}{band}{square}"
-    tile = props.get("s2:mgrs_tile")
-    if isinstance(tile, str) and tile:
-        return "MGRS-" + tile.removeprefix("T")
-    return None
-
-
-def _crs(props: dict, entry: dict) -> str | None:
-    for source in (entry, props):
-        code = source.get("proj:code")
-        if isinstance(code, str) and code:
-            return code.upper()
-        epsg = source.get("proj:epsg")
-        if isinstance(epsg, int) and not isinstance(epsg, bool):
-            return f"EPSG:{epsg}"
-    return None
-
-
-def _grid_values(item: dict, asset: str) -> dict[str, str]:
-    props = item.get("properties") if isinstance(item.get("properties"), dict) else {}
-    assets = item.get("assets") if isinstance(item.get("assets"), dict) else {}
-    entry = assets.get(asset) if isinstance(assets.get(asset), dict) else {}
-    values = {}
-    tile = _mgrs_code(props)
-    if tile:
-        values["MGRS tile"] = tile
-    crs = _crs(props, entry)
-    if crs:
-        values["CRS"] = crs
-    for key, label in (("proj:transform", "transform"), ("proj:shape", "shape")):
-        value = entry.get(key, props.get(key))
-        if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-            values[label] = "[" + ", ".join(f"{v:g}" for v in value[: 6 if key == "proj:transform" else 2]) + "]"
-    return values
-
-
-def check_one_grid(items: Sequence[dict], asset: str = DEFAULT_ASSET) -> None:
-    """Refuse items whose ``asset`` is not on one grid, as far as their STAC metadata tells.
-
-    Compared: the MGRS tile (``grid:code``, ``mgrs:*`` or ``s2:mgrs_tile``), the CRS
-    (``proj:code`` or ``proj:epsg``, of the asset or the item) and the asset's
-    ``proj:transform`` and ``proj:shape``. Items that do not give one of them are not compared
-    on it: the fanout's header check still opens every scene.
-
-    Raises
-    ------
-    InvalidRequest
-        Listing, per property that differs, each value with the items that have it, and
-        suggesting to narrow the search.
-    """
-    groups: dict[str, dict[str, list[str]]] = {}
-    for item in items:
-        for label, value in _grid_values(item, asset).items():
-            groups.setdefault(label, {}).setdefault(value, []).append(item_id_of(item))
-    problems, example = [], "MGRS-31TCJ"
-    tiles = groups.get("MGRS tile")
-    if tiles:
-        example = max(tiles.items(), key=lambda kv: (len(kv[1]), kv[0]))[0]
-    for label, by_value in groups.items():
-        if len(by_value) > 1:
-            listed = "; ".join(
-                f"{value} ({len(ids)} item{'s' if len(ids) > 1 else ''}: {', '.join(ids[:_NAMED])}"
-                f"{' ...' if len(ids) > _NAMED else ''})"
-                for value, ids in sorted(by_value.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-            )
-            problems.append(f"{label}: {listed}")
-    if problems:
-        raise InvalidRequest(
-            "the STAC items are not on one grid, and a median needs every scene on the same pixels: "
-            + " | ".join(problems)
-            + ". Narrow the search to one tile (e.g. a query or filter on grid:code, such as "
-            + json.dumps({"grid:code": {"eq": example}})
-            + ")"
-        )
-
-
 def scene_from_item(item: dict, asset: str = DEFAULT_ASSET, base: str | None = None) -> Scene:
     """The scene of a STAC item's ``asset``.
 
@@ -189,18 +106,34 @@ def scene_from_item(item: dict, asset: str = DEFAULT_ASSET, base: str | None = N
     moment = parse_time_or_none(props.get("datetime")) or parse_time_or_none(props.get("start_datetime"))
     cover = props.get("eo:cloud_cover")
     if isinstance(cover, (int, float)) and not isinstance(cover, bool) and math.isfinite(cover) and 0 <= cover <= 100:
-        return Scene(url, moment or time_from_name(url), float(cover), "eo:cloud_cover", item_id)
-    return Scene(url, moment or time_from_name(url), None, None, item_id)
+        cover, source = float(cover), "eo:cloud_cover"
+    else:
+        cover, source = None, None
+    platform = props.get("platform") if isinstance(props.get("platform"), str) and props.get("platform") else None
+    return Scene(url, moment or time_from_name(url), cover, source, item_id, platform, _wgs84_bbox(item))
+
+
+def _wgs84_bbox(item: dict) -> tuple | None:
+    """The item's 2D ``bbox`` (west, south, east, north; degrees), if it has a valid one."""
+    bbox = item.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) not in (4, 6):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox):
+        return None
+    west, south, east, north = (bbox[0], bbox[1], bbox[2], bbox[3]) if len(bbox) == 4 else (bbox[0], bbox[1], bbox[3], bbox[4])
+    return (float(west), float(south), float(east), float(north)) if west < east and south < north else None
 
 
 def scenes_from_items(items: Sequence[dict], asset: str = DEFAULT_ASSET, base: str | None = None) -> tuple[Scene, ...]:
-    """The scenes of STAC items' ``asset``, in the items' order, after checking their grids.
+    """The scenes of STAC items' ``asset``, in the items' order, on whatever grids they are.
+
+    Items of several tiles or UTM zones are welcome: the job's output grid is decided after
+    the selection (fanout), from the scenes kept.
 
     Raises
     ------
     InvalidRequest
-        No items; items without the asset or a readable href (all of them named); items on
-        more than one grid (:func:`check_one_grid`).
+        No items; items without the asset or a readable href (all of them named).
     """
     if not items:
         raise InvalidRequest("no STAC item to take scenes from")
@@ -213,5 +146,4 @@ def scenes_from_items(items: Sequence[dict], asset: str = DEFAULT_ASSET, base: s
     if problems:
         more = f" (and {len(problems) - _NAMED} more)" if len(problems) > _NAMED else ""
         raise InvalidRequest("; ".join(problems[:_NAMED]) + more)
-    check_one_grid(items, asset)
     return tuple(scenes)

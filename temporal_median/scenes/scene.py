@@ -72,6 +72,11 @@ class Scene:
         :func:`estimate_cloud_cover`; None when it is unknown.
     item_id : str or None
         The STAC item the scene comes from.
+    platform : str or None
+        The satellite (STAC ``platform``, e.g. ``sentinel-2a``): scenes of one solar day and
+        platform are one acquisition.
+    bbox : tuple of float or None
+        The item's footprint box in WGS 84 (west, south, east, north).
     """
 
     url: str
@@ -79,6 +84,8 @@ class Scene:
     cloud_cover: float | None = None
     cloud_source: str | None = None
     item_id: str | None = None
+    platform: str | None = None
+    bbox: tuple | None = None
 
     def __post_init__(self):
         if not isinstance(self.url, str) or not self.url:
@@ -118,6 +125,7 @@ class Scene:
             "cloud_cover": self.cloud_cover,
             "cloud_source": self.cloud_source,
             "item_id": self.item_id,
+            "platform": self.platform,
         }
 
 

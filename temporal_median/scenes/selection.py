@@ -163,19 +163,22 @@ class Selection:
         SelectionResult
             ``kept`` sorted by (acquisition time, url): the median's order, whose ties go to
             the earlier scene. If no kept scene has a time the input order is kept (e.g. files
-            sorted by name). ``dropped``: the scenes out of the date range, then those over
-            the ceiling, each group in input order, each scene with its reason.
+            sorted by name). ``dropped``: the duplicates, the scenes out of the date range, then
+            those over the ceiling, each group in input order, each scene with its reason.
 
         Raises
         ------
         InvalidRequest
             A scene without acquisition time under a date range; a scene without cloud cover
-            under a ceiling; the same URL twice; kept scenes of which some have an acquisition
-            time and some do not (they cannot be put in order).
+            under a ceiling; kept scenes of which some have an acquisition time and some do not
+            (they cannot be put in order). The same URL twice is one
+            scene: the later ones are dropped as duplicates (Earth Search lists one COG in two
+            collections).
         """
+        scenes, duplicates = _unique(scenes)
         kept, dropped = _split(scenes, self.date_reason)
         kept, more = _split(kept, self.cloud_reason)
-        return SelectionResult(_ordered(kept), tuple(dropped + more))
+        return SelectionResult(_ordered(kept), tuple(duplicates + dropped + more))
 
 
 def _iso_date(value, name: str) -> date | None:
@@ -200,12 +203,19 @@ def _split(scenes: Iterable[Scene], reason_of) -> tuple[list[Scene], list[Droppe
     return kept, dropped
 
 
-def _ordered(scenes: Sequence[Scene]) -> tuple[Scene, ...]:
-    seen: set[str] = set()
+def _unique(scenes: Iterable[Scene]) -> tuple[list[Scene], list[Dropped]]:
+    """The first scene of each URL, and the others dropped as its duplicates."""
+    first: dict[str, Scene] = {}
+    duplicates = []
     for scene in scenes:
-        if scene.url in seen:
-            raise InvalidRequest(f"scene {scene.url} is listed twice")
-        seen.add(scene.url)
+        if scene.url in first:
+            duplicates.append(Dropped(scene, f"duplicate of {first[scene.url].name} (same href)"))
+        else:
+            first[scene.url] = scene
+    return list(first.values()), duplicates
+
+
+def _ordered(scenes: Sequence[Scene]) -> tuple[Scene, ...]:
     undated = [s for s in scenes if s.datetime is None]
     if not undated:
         return tuple(sorted(scenes, key=lambda s: (s.datetime, s.url)))
@@ -250,8 +260,9 @@ def select(scenes: Iterable[Scene], selection: Selection, *, max_workers: int | 
     """
     from temporal_median.scenes.clouds import estimate_cloud_covers  # GDAL: only when a scene must be read
 
+    scenes, duplicates = _unique(scenes)
     in_range, out_of_range = _split(scenes, selection.date_reason)
     if selection.max_cloud is not None:
         in_range = list(estimate_cloud_covers(in_range, max_workers=max_workers))
     kept, cloudy = _split(in_range, selection.cloud_reason)
-    return SelectionResult(_ordered(kept), tuple(out_of_range + cloudy))
+    return SelectionResult(_ordered(kept), tuple(duplicates + out_of_range + cloudy))

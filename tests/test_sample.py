@@ -1,9 +1,11 @@
-"""The synthetic series generator (temporal_median_cli.sample): files, content, determinism, CLI."""
+"""The synthetic series generator (temporal_median_cli.sample): files, content, SCL, multi-tile areas, determinism, CLI."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import math
 import os
 import re
 
@@ -59,8 +61,9 @@ def test_names_are_sorted_in_acquisition_order(year_series):
     assert {(t.timetuple().tm_yday - 1) * 10 // 365 for t in stamps} == set(range(10))
     assert len({t.date() for t in stamps}) == 36
     # Only the scenes are .tif files directly in the folder: a listing for inputs finds them alone.
-    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["items.json", "series.json", "truth"])
+    assert sorted(os.listdir(year_series.out_dir)) == sorted(names + ["items.json", "scl", "series.json", "truth"])
     assert os.listdir(os.path.join(year_series.out_dir, "truth")) == ["ground_truth.tif"]
+    assert sorted(os.listdir(os.path.join(year_series.out_dir, "scl"))) == [n.replace("_TCI", "_SCL") for n in names]
 
 
 def test_geometry_is_exact(year_series):
@@ -102,49 +105,91 @@ def load_items(series: SeriesInfo) -> list[dict]:
     return collection["features"]
 
 
-def test_items_json_is_valid_stac(year_series):
-    """STAC 1.1.0 core schema, offline (the copy pystac ships), and the extension fields read
-    back through pystac's typed extensions (their schemas would have to be downloaded)."""
-    import pystac
+@pytest.fixture(scope="module")
+def stac_validator():
+    """The STAC 1.1.0 item schema, offline (the copy pystac ships)."""
     from jsonschema import Draft7Validator
-    from pystac.extensions.eo import EOExtension
-    from pystac.extensions.grid import GridExtension
-    from pystac.extensions.projection import ProjectionExtension
     from pystac.validation.local_validator import get_local_schema_cache
     from referencing import Registry, Resource
 
     cache = get_local_schema_cache()
     registry = Registry().with_resources([(uri, Resource.from_contents(schema)) for uri, schema in cache.items()])
-    validator = Draft7Validator(cache["https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"],
-                                registry=registry)
+    return Draft7Validator(cache["https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"],
+                           registry=registry)
+
+
+def check_item(data: dict, series: SeriesInfo, index: int, validator) -> None:
+    """``data`` is a valid STAC item of scene ``index`` of ``series``: core schema, and the extension
+    fields read back through pystac's typed extensions (their schemas would have to be downloaded)."""
+    import pystac
+    from pystac.extensions.classification import ClassificationExtension
+    from pystac.extensions.eo import EOExtension
+    from pystac.extensions.grid import GridExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, RasterExtension
+
+    errors = [e.message for e in validator.iter_errors(data)]
+    assert not errors, errors
+    item = pystac.Item.from_dict(data)
+    scene, path, scl_path = series.scenes[index], series.paths[index], series.scl_paths[index]
+    assert item.id == scene.name.removesuffix("_TCI.tif")
+    assert item.datetime == dt.datetime.fromisoformat(scene.acquired)
+    assert item.common_metadata.platform in ("sentinel-2a", "sentinel-2b")
+    assert item.common_metadata.constellation == "sentinel-2"
+    epsg = int(series.crs.removeprefix("EPSG:"))
+    projection = ProjectionExtension.ext(item)
+    assert (projection.code, projection.epsg) == (series.crs, epsg)
+    assert GridExtension.ext(item).code == "MGRS-" + series.granule.removeprefix("T")
+    assert 0 <= EOExtension.ext(item).cloud_cover <= 100
+    cog = "image/tiff; application=geotiff; profile=cloud-optimized"
+    visual = item.assets["visual"]
+    assert visual.href == os.path.abspath(path) and os.path.isabs(visual.href) and os.path.exists(visual.href)
+    assert visual.media_type == cog and visual.roles == ["visual"]
+    assert ProjectionExtension.ext(visual).shape == [series.height, series.width]
+    assert ProjectionExtension.ext(visual).transform == list(series.transform)
+    scl = item.assets["scl"]
+    assert scl.href == os.path.abspath(scl_path) and os.path.exists(scl.href)
+    assert scl.media_type == cog and scl.roles == ["data"]
+    assert ProjectionExtension.ext(scl).shape == [math.ceil(series.height / 2), math.ceil(series.width / 2)]
+    px, _, x0, _, py, y0 = series.transform
+    assert ProjectionExtension.ext(scl).transform == [2 * px, 0.0, x0, 0.0, 2 * py, y0]
+    (band,) = RasterExtension.ext(scl).bands
+    assert band.data_type == DataType.UINT8 and band.spatial_resolution == 2 * px and band.nodata is None
+    classes = {c.value: c.name for c in ClassificationExtension.ext(scl).classes}
+    assert {0: "no_data", 3: "cloud_shadows", 8: "cloud_medium_probability", 10: "thin_cirrus"}.items() <= classes.items()
+
+
+def test_items_json_is_valid_stac(year_series, stac_validator):
     items = load_items(year_series)
     assert len(items) == 36
-    for data, scene, path in zip(items, year_series.scenes, year_series.paths):
-        errors = [e.message for e in validator.iter_errors(data)]
-        assert not errors, errors
-        item = pystac.Item.from_dict(data)
-        assert item.id == scene.name.removesuffix("_TCI.tif")
-        assert item.datetime == dt.datetime.fromisoformat(scene.acquired)
-        projection = ProjectionExtension.ext(item)
-        assert (projection.code, projection.epsg) == ("EPSG:32631", 32631)
-        asset = item.assets["visual"]
-        assert asset.href == os.path.abspath(path) and os.path.isabs(asset.href) and os.path.exists(asset.href)
-        assert asset.media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
-        assert asset.roles == ["visual"]
-        assert ProjectionExtension.ext(asset).shape == [300, 400]
-        assert ProjectionExtension.ext(asset).transform == [10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0]
-        assert GridExtension.ext(item).code == "MGRS-31TCJ"
-        assert 0 <= EOExtension.ext(item).cloud_cover <= 100
+    for index, data in enumerate(items):
+        check_item(data, year_series, index, stac_validator)
+    assert {item["properties"]["platform"] for item in items} == {"sentinel-2a", "sentinel-2b"}
 
 
-def test_items_json_bbox_is_the_scene_in_wgs84(year_series):
-    from rasterio.warp import transform_bounds
+def test_items_json_bbox_and_geometry_are_the_scene_in_wgs84(year_series):
+    from rasterio.warp import transform, transform_bounds
 
     expected = transform_bounds("EPSG:32631", "EPSG:4326", 300000, 4900020 - 3000, 300000 + 4000, 4900020)
+    corners = [(300000, 4897020), (304000, 4897020), (304000, 4900020), (300000, 4900020)]
+    lons, lats = transform("EPSG:32631", "EPSG:4326", *zip(*corners))
     for item in load_items(year_series):
         assert item["bbox"] == pytest.approx(list(expected), abs=1e-6)
-        ring = item["geometry"]["coordinates"][0]
-        assert ring[0] == ring[-1] and {x for x, _ in ring} == {item["bbox"][0], item["bbox"][2]}
+        assert_footprint(item, list(zip(lons, lats)))
+
+
+def assert_footprint(item: dict, corners: list) -> None:
+    """The item's geometry is the outline through ``corners`` (SW, SE, NE, NW in degrees), counter-clockwise,
+    inside its bbox."""
+    assert item["geometry"]["type"] == "Polygon" and len(item["geometry"]["coordinates"]) == 1
+    ring = item["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1] and len(ring) >= 5
+    for corner in corners:
+        assert any(p == pytest.approx(list(corner), abs=1e-6) for p in ring)
+    west, south, east, north = item["bbox"]
+    assert all(west - 1e-7 <= x <= east + 1e-7 and south - 1e-7 <= y <= north + 1e-7 for x, y in ring)
+    area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in itertools.pairwise(ring)) / 2
+    assert area > 0  # counter-clockwise, as GeoJSON's right-hand rule wants
 
 
 def test_items_json_cloud_cover_is_the_share_of_the_valid_footprint(year_series, year_stack):
@@ -231,7 +276,7 @@ def test_median_of_the_series_is_close_to_the_ground_truth(year_series, year_sta
 
 
 def test_same_seed_same_series_other_seed_other_series(tmp_path):
-    kwargs = dict(scenes=5, width=150, height=90)
+    kwargs = {"scenes": 5, "width": 150, "height": 90}
     a = generate_series(str(tmp_path / "a"), seed=7, **kwargs)
     b = generate_series(str(tmp_path / "b"), seed=7, **kwargs)
     c = generate_series(str(tmp_path / "c"), seed=8, **kwargs)
@@ -258,6 +303,105 @@ def test_demo_profile_exercises_edge_windows():
 
 
 # --------------------------------------------------------------------------------------------
+# Scene classification (SCL)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def year_scl(year_series):
+    out = []
+    for path in year_series.scl_paths:
+        with rasterio.open(path) as ds:
+            out.append(ds.read(1))
+    return np.stack(out)
+
+
+def cloud_rim(data: np.ndarray) -> np.ndarray:
+    """(h, w) bool: cloud pixels (255 in all bands) with a 4-neighbour in the image that is not cloud."""
+    cloud = (data == 255).all(axis=0)
+    padded = np.pad(cloud, 1, mode="edge")
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return cloud & ~inner
+
+
+def test_every_scene_has_its_scl_on_the_grid_at_half_resolution(year_series):
+    for path, scl_path in zip(year_series.paths, year_series.scl_paths):
+        assert scl_path == os.path.join(year_series.out_dir, "scl", os.path.basename(path).replace("_TCI", "_SCL"))
+        with rasterio.open(path) as scene, rasterio.open(scl_path) as scl:
+            assert (scl.count, scl.dtypes, scl.nodata) == (1, ("uint8",), None)
+            assert (scl.width, scl.height) == (200, 150)
+            assert scl.crs == scene.crs and scl.transform == scene.transform @ rasterio.Affine.scale(2)
+            assert scl.bounds == scene.bounds
+            assert scl.compression.name == "deflate"
+        assert cog_validate(scl_path)[0]
+
+
+def test_scl_of_an_odd_size_covers_the_last_row_and_column(tmp_path):
+    series = generate_series(str(tmp_path), scenes=2, width=41, height=27, seed=1, ground_truth=False)
+    for path, scl_path in zip(series.paths, series.scl_paths):
+        with rasterio.open(path) as scene, rasterio.open(scl_path) as scl:
+            assert (scl.width, scl.height) == (21, 14)
+            assert scl.transform == scene.transform @ rasterio.Affine.scale(2)
+            np.testing.assert_array_equal(scl.read(1) == 0, (scene.read()[:, ::2, ::2] == 0).all(axis=0))
+
+
+def test_scl_clouds_and_gaps_match_the_scene_but_for_misses_at_cloud_edges(year_series, year_stack, year_scl):
+    clouds = flagged = missed = high = 0
+    for data, scl in zip(year_stack, year_scl):
+        half = data[:, ::2, ::2]  # the 10 m pixel at each 20 m pixel's upper-left
+        cloud = (half == 255).all(axis=0)
+        is_cloud = np.isin(scl, (8, 9))
+        np.testing.assert_array_equal(scl == 0, (half == 0).all(axis=0))  # gaps, exactly
+        assert not (is_cloud & ~cloud).any()  # no cloud where none was drawn
+        miss = cloud & ~is_cloud
+        assert not (miss & ~cloud_rim(data)[::2, ::2]).any()  # misses only on a cloud's one-pixel rim
+        assert not np.isin(scl[miss], (0, 3, 8, 9)).any()  # a missed rim shows the ground (or haze)
+        clouds += int(cloud.sum())
+        flagged += int((cloud & is_cloud).sum())
+        missed += int(miss.sum())
+        high += int((scl == 9).sum())
+    assert clouds > 100_000 and 0.95 < flagged / clouds < 0.999 and missed > 100
+    # Both cloud probabilities: the densest part high (9), the rest medium (8).
+    assert 0.4 < high / flagged < 0.8
+
+
+def test_scl_shadows_and_haze_are_what_was_drawn(year_series, year_scl):
+    from temporal_median_cli.sample.scl import HAZE_FLAGGED
+    from temporal_median_cli.sample.sky import Sky, weather
+
+    thin_missed = flagged = 0
+    for index, (info, scl) in enumerate(zip(year_series.scenes, year_scl)):
+        sky = Sky(weather(0, index, 400, 300, 10.0), 400, 300)
+        gap = sky.gap(0, 300) if sky.w.swath else np.zeros((300, 400), bool)
+        shadow = sky.shadow if sky.shadow is not None else np.zeros((300, 400), bool)
+        np.testing.assert_array_equal(scl == 3, (shadow & ~gap)[::2, ::2])
+        if not info.haze:
+            assert not (scl == 10).any()
+            continue
+        veil = sky.haze_strength(0, 300)[::2, ::2]
+        under = ~np.isin(scl, (0, 3, 8, 9))  # where haze is not hidden by a gap, a shadow or a cloud
+        np.testing.assert_array_equal(scl == 10, under & (veil >= HAZE_FLAGGED))
+        flagged += int((scl == 10).sum())
+        thin_missed += int((under & (veil < HAZE_FLAGGED)).sum())  # thin haze, classified as the ground
+    assert flagged > 1000 and thin_missed > 1000
+
+
+def test_scl_ground_is_vegetation_bare_soil_and_water(year_series, year_stack, year_scl):
+    truth = read(year_series.ground_truth_path)[:, ::2, ::2].astype(int)
+    greener = {4: [], 5: [], 6: []}
+    for data, scl in zip(year_stack, year_scl):
+        half = data[:, ::2, ::2].astype(int)
+        for value, found in greener.items():
+            found.append((half[1] - half[0])[scl == value])
+    veg, bare, water = (np.concatenate(greener[v]) for v in (4, 5, 6))
+    assert veg.size > 50_000 and bare.size > 50_000 and water.size > 1_000
+    assert veg.mean() > bare.mean() + 10
+    # Water: the river, bluer than red in the ground truth.
+    river = np.isin(year_scl, 6).mean(axis=0) > 0.5
+    assert river.any() and (truth[2][river] > truth[0][river]).mean() > 0.9
+
+
+# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
@@ -267,7 +411,7 @@ def test_cli_writes_reuses_and_refuses_to_overwrite(tmp_path, capsys):
     args = [out, "--scenes", "3", "--width", "90", "--height", "60", "--seed", "4"]
     assert sample.main(args) == 0
     first = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
-    assert len(first) == 6  # 3 scenes, items.json, series.json, truth/
+    assert len(first) == 7  # 3 scenes, items.json, series.json, scl/, truth/
     # Same parameters: the series is reused, not rewritten.
     assert sample.main(args) == 0
     assert {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)} == first
@@ -275,7 +419,8 @@ def test_cli_writes_reuses_and_refuses_to_overwrite(tmp_path, capsys):
     assert sample.main(args[:-1] + ["5"]) == 1
     assert "--force" in capsys.readouterr().err
     assert sample.main(args[:-1] + ["5", "--force"]) == 0
-    assert SeriesInfo.load(out).seed == 5 and len(os.listdir(out)) == 6
+    assert SeriesInfo.load(out).seed == 5 and len(os.listdir(out)) == 7
+    assert len(os.listdir(os.path.join(out, "scl"))) == 3
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,13 @@ What a series holds (everything is a deterministic function of the seed):
   finds the scenes only): the luminance median of the *clean*, noise-free series, i.e. the
   same dates without clouds, fringes, shadows, haze, swath gaps or sensor noise, computed
   independently of temporal_median.compute.median; what a perfect composite of the cloudy series
-  tends to. ``items.json``: a STAC ItemCollection with one item per scene (acquisition time,
-  ``eo:cloud_cover`` of the clouds drawn, the scene as its ``visual`` asset, projection and
-  grid), what a STAC API would answer for the series. ``series.json``: names, dates,
+  tends to. ``scl/{GRANULE}_{YYYYMMDDTHHMMSS}_SCL.tif`` (a subdirectory too): per scene its
+  Sentinel-2 L2A scene classification (1-band uint8 COG at half the resolution: clouds 8/9,
+  shadows 3, haze 10, gaps 0, ground 4/5/6, with Sen2Cor-like misses at cloud edges and under
+  thin haze; see :mod:`.scl`). ``items.json``: a STAC ItemCollection with one item per scene
+  (acquisition time, platform, ``eo:cloud_cover`` of the clouds drawn, the scene as its
+  ``visual`` asset and its classification as its ``scl`` asset, projection, grid and
+  footprint), what a STAC API would answer for the series. ``series.json``: names, dates,
   geometry, seed and each scene's measured cloud / shadow / nodata fractions. series.json is
   written last, so its presence means the series is complete.
 
@@ -28,7 +32,8 @@ Scenes are generated one at a time in row strips, so the ``full`` profile (216 x
 Modules, one concept each: ``series`` (constants, SceneInfo, SeriesInfo), ``noise`` (value and
 hash noise), ``land`` (the ground and its seasons), ``sky`` (dates, clouds, shadows, haze, swath
 gaps), ``cog`` (writing COGs), ``truth`` (the ground truth), ``stac`` (items.json),
-``generate`` (generate_series) and ``command`` (the command's options and main).
+``scl`` (the scene classification), ``generate`` (generate_series) and ``command`` (the
+command's options and main).
 """
 
 from __future__ import annotations
@@ -43,16 +48,36 @@ from .series import (
     GROUND_TRUTH,
     ITEMS_JSON,
     PROFILES,
+    SCL_DIR,
     SERIES_JSON,
     STAC_EXTENSIONS,
     SceneInfo,
     SeriesInfo,
+    scl_name,
 )
 from .sky import acquisition_times
 from .stac import cloud_cover_percent, stac_items, write_item_collection
 
 __all__ = [
-    "COG_MEDIA_TYPE", "DEFAULT_CRS", "DEFAULT_ORIGIN", "DEFAULT_PIXEL_SIZE", "GROUND_TRUTH", "ITEMS_JSON", "PROFILES",
-    "SERIES_JSON", "STAC_EXTENSIONS", "SceneInfo", "SeriesInfo", "acquisition_times", "build_parser",
-    "cloud_cover_percent", "generate_series", "main", "run", "stac_items", "write_item_collection",
+    "COG_MEDIA_TYPE",
+    "DEFAULT_CRS",
+    "DEFAULT_ORIGIN",
+    "DEFAULT_PIXEL_SIZE",
+    "GROUND_TRUTH",
+    "ITEMS_JSON",
+    "PROFILES",
+    "SCL_DIR",
+    "SERIES_JSON",
+    "STAC_EXTENSIONS",
+    "SceneInfo",
+    "SeriesInfo",
+    "acquisition_times",
+    "build_parser",
+    "cloud_cover_percent",
+    "generate_series",
+    "main",
+    "run",
+    "scl_name",
+    "stac_items",
+    "write_item_collection",
 ]

@@ -25,7 +25,7 @@ def write_cog(path: str, data: np.ndarray, transform: tuple, crs: str, colorinte
     crs : str
         The CRS, e.g. ``"EPSG:32631"``.
     colorinterp : sequence of rasterio.enums.ColorInterp, optional
-        One per band; default red, green, blue.
+        One per band; default red, green, blue (grey for one band).
     """
     import rasterio
     from rasterio.enums import ColorInterp
@@ -40,7 +40,8 @@ def write_cog(path: str, data: np.ndarray, transform: tuple, crs: str, colorinte
             predictor=2, level=1, blocksize=512, overviews="NONE", bigtiff="IF_SAFER",
         ) as dst:
             dst.write(data)
-            dst.colorinterp = colorinterp or (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+            rgb = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+            dst.colorinterp = colorinterp or (rgb if data.shape[0] == 3 else (ColorInterp.gray,) * data.shape[0])
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; the file is an ordinary output
         os.replace(tmp, path)
     finally:

@@ -20,15 +20,25 @@ DEFAULT_PIXEL_SIZE = 10.0
 SERIES_JSON = "series.json"
 ITEMS_JSON = "items.json"
 GROUND_TRUTH = "truth/ground_truth.tif"
+#: The scene classifications' folder: beside the scenes, a listing of OUT_DIR for inputs would
+#: take them for scenes.
+SCL_DIR = "scl"
 #: STAC extensions the sample's items use (the versions pystac writes and reads).
 STAC_EXTENSIONS = (
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
 )
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 STRIP_ROWS = 256
 GRANULE = re.compile(r"^T\d{2}[A-Z]{3}$")
+
+
+def scl_name(scene_name: str) -> str:
+    """The scene classification's file name: the scene's with ``_SCL`` in place of ``_TCI``."""
+    return scene_name.replace("_TCI", "_SCL")
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,21 @@ class SeriesInfo:
         return [os.path.join(self.out_dir, s.name) for s in self.scenes]
 
     @property
+    def scl_paths(self) -> list[str]:
+        """The scenes' classifications (SCL), in the scenes' order."""
+        return [os.path.join(self.out_dir, SCL_DIR, scl_name(s.name)) for s in self.scenes]
+
+    @property
+    def scl_transform(self) -> tuple:
+        """Affine coefficients of the classifications: the scenes' at half the resolution."""
+        return (2 * self.pixel_size, 0.0, self.origin[0], 0.0, -2 * self.pixel_size, self.origin[1])
+
+    @property
+    def scl_shape(self) -> tuple[int, int]:
+        """(rows, columns) of the classifications: ceil(height / 2), ceil(width / 2)."""
+        return ((self.height + 1) // 2, (self.width + 1) // 2)
+
+    @property
     def ground_truth_path(self) -> str:
         return os.path.join(self.out_dir, self.ground_truth)
 
@@ -87,6 +112,7 @@ class SeriesInfo:
         }
 
     def to_dict(self) -> dict:
+        """What series.json holds: the fields, the transform, and the scenes as dictionaries."""
         data = asdict(self)
         data.pop("out_dir")
         data["origin"] = list(self.origin)

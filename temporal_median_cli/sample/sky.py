@@ -47,6 +47,15 @@ def acquisition_times(n: int, year: int, seed: int) -> list[dt.datetime]:
     return times
 
 
+def platform_of(moment: dt.datetime) -> str:
+    """The satellite of an acquisition: ``sentinel-2a`` or ``sentinel-2b``, from its date alone.
+
+    The two satellites follow each other 5 days apart on the same orbits, so the platform here
+    alternates every 5 days; a function of the date, every tile of one pass has the same.
+    """
+    return "sentinel-2a" if (moment.toordinal() // 5) % 2 == 0 else "sentinel-2b"
+
+
 @dataclass(frozen=True)
 class Weather:
     """The random draws of one date: cloud cover and field, shadow geometry, haze, swath edge."""
@@ -136,9 +145,9 @@ class Sky:
         clouds, shadows : int
             Cloud pixels (outside gaps) and shadow pixels in the rows.
         """
-        w, width = self.w, self.width
+        w = self.w
         if w.haze:
-            a = w.haze * (0.6 + 0.4 * smooth(w.haze_lattice, 500, y0, y1, width))
+            a = self.haze_strength(y0, y1)
             for band, veil in enumerate((200.0, 205.0, 215.0)):
                 img[band] += a * (veil - img[band])
         clouds = shadow_n = 0
@@ -160,12 +169,20 @@ class Sky:
             np.copyto(out, np.uint8(255), where=cloud[None])
             clouds = int(np.count_nonzero(cloud))
         if w.swath is not None:
-            x_mid, slope, east = w.swath
-            ys = np.arange(y0, y1, dtype=np.float64)[:, None]
-            edge = x_mid + slope * (ys - self.height / 2)
-            xs = np.arange(width)[None, :]
-            gap = xs > edge if east else xs < edge
+            gap = self.gap(y0, y1)
             np.copyto(out, np.uint8(0), where=gap[None])
             if clouds:
                 clouds = int(np.count_nonzero(cloud & ~gap))
         return out, clouds, shadow_n
+
+    def haze_strength(self, y0: int, y1: int) -> np.ndarray:
+        """(rows, width) float32: how far rows y0..y1 are veiled towards the haze colour (date with haze only)."""
+        return self.w.haze * (0.6 + 0.4 * smooth(self.w.haze_lattice, 500, y0, y1, self.width))
+
+    def gap(self, y0: int, y1: int) -> np.ndarray:
+        """(rows, width) bool: the pixels of rows y0..y1 beyond the swath edge (date with a swath edge only)."""
+        x_mid, slope, east = self.w.swath
+        ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+        edge = x_mid + slope * (ys - self.height / 2)
+        xs = np.arange(self.width)[None, :]
+        return xs > edge if east else xs < edge

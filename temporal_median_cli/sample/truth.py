@@ -9,8 +9,8 @@ from .land import Ground
 from .series import STRIP_ROWS
 
 
-def write_ground_truth(ground: Ground, doys: list[float], out_path: str, transform, crs) -> None:
-    """Write the luminance median of the clean, noise-free series.
+def ground_truth(ground: Ground, doys: list[float]) -> np.ndarray:
+    """(3, height, width) uint8: the luminance median of the clean, noise-free series.
 
     Without noise a pixel's colour on a date is ``table[kv] + tex``, and ``tex`` is the same
     on every date and band, so the order of its dates by R+G+B depends on ``kv`` alone: the
@@ -23,12 +23,6 @@ def write_ground_truth(ground: Ground, doys: list[float], out_path: str, transfo
         The series' landscape.
     doys : list of float
         The dates, as days since 1 January.
-    out_path : str
-        Where to write the 3-band COG.
-    transform : tuple
-        Affine coefficients of the scenes.
-    crs : str
-        CRS of the scenes.
     """
     tables = np.stack([ground.colour_table(doy) for doy in doys])  # (T, 3, kinds)
     luminance = tables.sum(axis=1)  # (T, kinds)
@@ -43,4 +37,9 @@ def write_ground_truth(ground: Ground, doys: list[float], out_path: str, transfo
             values = np.take(median_table[band], kv) + tex
             np.clip(np.rint(values), 1, 254, out=values)
             truth[band, y0:y1] = values
-    write_cog(out_path, truth, transform, crs)
+    return truth
+
+
+def write_ground_truth(ground: Ground, doys: list[float], out_path: str, transform, crs) -> None:
+    """Write :func:`ground_truth` as a 3-band COG at ``out_path``, on the scenes' ``transform`` and ``crs``."""
+    write_cog(out_path, ground_truth(ground, doys), transform, crs)

@@ -9,6 +9,9 @@ USAGE = """usage: temporal-median <command> [options]
 commands:
   sample OUT_DIR            write a synthetic Sentinel-2-like series of COGs (and its ground truth)
   run INPUT OUTPUT          compute the temporal median of INPUT on the local cloud, results in OUTPUT
+  plan INPUT | --geometry SxWxH
+                            windows, bytes to read, predicted wall time and cost as deployed; nothing runs
+  timeline JOB_ID|job.json  draw a finished job's attempts, a row per instance, into a PNG
   up | down | status        start, stop or inspect the local cloud
 
 `temporal-median <command> --help` tells more.
@@ -29,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         from .run import main as run_main
 
         return run_main(rest)
+    if command == "plan":
+        from .plan import main as plan_main
+
+        return plan_main(rest)
+    if command == "timeline":
+        from .timeline import main as timeline_main
+
+        return timeline_main(rest)
     if command in ("up", "down", "status"):
         from localcloud.__main__ import main as cloud_main
 

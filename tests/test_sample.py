@@ -19,8 +19,10 @@ from temporal_median.compute.median import compute_median
 from temporal_median_cli import sample
 from temporal_median_cli.sample import (
     PROFILES,
+    AreaInfo,
     SeriesInfo,
     acquisition_times,
+    generate_area,
     generate_series,
 )
 
@@ -402,6 +404,113 @@ def test_scl_ground_is_vegetation_bare_soil_and_water(year_series, year_stack, y
 
 
 # --------------------------------------------------------------------------------------------
+# Multi-tile areas (--tiles)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def area(tmp_path_factory):
+    """Three tiles of 300 x 300 (A in UTM 30, B and C in UTM 31), 8 dates, seed 1."""
+    return generate_area(str(tmp_path_factory.mktemp("area")), tiles=3, scenes=8, width=300, height=300, seed=1)
+
+
+def warped(src_path: str, like_path: str, band_count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``src_path`` resampled (nearest) onto ``like_path``'s grid, ``like_path``'s pixels, and where ``src`` covers."""
+    from rasterio.warp import Resampling, reproject
+
+    with rasterio.open(src_path) as src, rasterio.open(like_path) as like:
+        data, ref = src.read(), like.read()
+        out = np.zeros_like(ref)
+        cover = np.zeros(ref.shape[1:], np.uint8)
+        grids = {"src_transform": src.transform, "src_crs": src.crs, "dst_transform": like.transform,
+                 "dst_crs": like.crs, "resampling": Resampling.nearest}
+        reproject(data, out, **grids)
+        reproject(np.ones(data.shape[1:], np.uint8), cover, src_nodata=0, dst_nodata=0, **grids)
+    return out, ref, cover == 1
+
+
+def test_area_tiles_are_in_two_utm_zones_with_shared_dates(area):
+    a = area.tiles[0]
+    assert [t.crs for t in area.tiles] == ["EPSG:32630", "EPSG:32631", "EPSG:32631"]
+    granules = [t.granule for t in area.tiles]
+    assert len(set(granules)) == 3 and all(re.fullmatch(r"T3[01]T[A-Z]{2}", g) for g in granules)
+    assert granules[0].startswith("T30") and granules[1][:4] == granules[2][:4] == "T31T"
+    for tile in area.tiles:
+        assert (tile.width, tile.height, tile.pixel_size) == (300, 300, 10.0)
+        assert all(v % 10 == 0 for v in tile.origin)
+        assert tile.out_dir == os.path.join(area.out_dir, tile.granule) and SeriesInfo.load(tile.out_dir) == tile
+        assert all(os.path.exists(p) for p in tile.paths + tile.scl_paths + [tile.ground_truth_path])
+        assert [s.acquired for s in tile.scenes] == [s.acquired for s in a.scenes]
+        assert [s.name.removeprefix(tile.granule) for s in tile.scenes] == [
+            s.name.removeprefix(a.granule) for s in a.scenes]
+    assert sorted(os.listdir(area.out_dir)) == sorted(granules + ["area.json", "items.json"])
+    assert AreaInfo.load(area.out_dir) == area
+
+
+def test_area_items_are_valid_stac_one_pass_one_datetime_and_platform(area, stac_validator):
+    from rasterio.warp import transform
+
+    with open(area.items_path, encoding="utf-8") as f:
+        items = json.load(f)["features"]
+    assert len(items) == 3 * 8
+    by_tile = {t.granule: t for t in area.tiles}
+    passes = {}
+    for data in items:
+        tile = by_tile[data["id"].split("_")[0]]
+        index = [s.name.removesuffix("_TCI.tif") for s in tile.scenes].index(data["id"])
+        check_item(data, tile, index, stac_validator)
+        props = data["properties"]
+        assert props["proj:code"] == tile.crs and props["grid:code"] == "MGRS-" + tile.granule[1:]
+        passes.setdefault(index, set()).add((props["datetime"], props["platform"]))
+        x0, y0 = tile.origin
+        x1, y1 = x0 + 3000, y0 - 3000
+        lons, lats = transform(tile.crs, "EPSG:4326", [x0, x1, x1, x0], [y1, y1, y0, y0])
+        assert_footprint(data, list(zip(lons, lats)))
+    assert all(len(p) == 1 for p in passes.values()) and len(passes) == 8  # every tile of a pass alike
+    assert len({data["properties"]["grid:code"] for data in items}) == 3
+    # Each tile's own items.json holds its items.
+    for tile in area.tiles:
+        assert [i["id"] for i in load_items(tile)] == [i["id"] for i in items if i["id"].startswith(tile.granule)]
+
+
+def test_area_footprints_overlap_by_a_tenth_and_straddle_the_zone_edge(area):
+    a, b, c = area.tiles
+    _, _, a_on_b = warped(a.paths[0], b.paths[0])
+    _, _, c_on_b = warped(c.paths[0], b.paths[0])
+    _, _, a_on_c = warped(a.paths[0], c.paths[0])
+    assert 0.07 < a_on_b.mean() < 0.13  # A and B: a tenth of the width, give or take the zones' rotation
+    assert c_on_b.mean() == pytest.approx(0.1) and c_on_b[-30:].all()  # C: B's last 30 rows, exactly
+    assert a_on_c.mean() < 0.05
+    bboxes = {t.granule: load_items(t)[0]["bbox"] for t in area.tiles}
+    (aw, _, ae, _), (bw, bs, be, bn), (cw, cs, _, cn) = (bboxes[t.granule] for t in area.tiles)
+    assert aw < bw < ae < be and aw < 0 < ae and abs(bw) < 0.01  # A west of B, B from 0 deg E (the zones' edge)
+    assert cs < bs < cn < bn and abs(cw - bw) < 0.01  # C south of B
+
+
+def test_area_same_date_overlaps_agree_after_nearest_resampling(area):
+    a, b, c = area.tiles
+    for i in range(len(a.scenes)):
+        out, ref, cover = warped(a.paths[i], b.paths[i])
+        assert (out == ref).all(axis=0)[cover].mean() > 0.9
+        assert (np.abs(out.astype(int) - ref).max(axis=0) <= 30)[cover].mean() > 0.99
+        assert ((out == 255).all(axis=0) == (ref == 255).all(axis=0))[cover].mean() > 0.97
+        out, ref, cover = warped(a.scl_paths[i], b.scl_paths[i])
+        assert (out == ref)[0][cover].mean() > 0.9
+        out, ref, cover = warped(c.paths[i], b.paths[i])  # the same zone and lattice: exact cuts
+        assert (out == ref).all(axis=0)[cover].all()
+    cloudy = [s.cloud_fraction for t in area.tiles for s in t.scenes]
+    assert max(cloudy) > 0.2 and min(cloudy) < 0.05
+
+
+def test_area_ground_truths_agree_where_tiles_overlap(area):
+    a, b, c = area.tiles
+    out, ref, cover = warped(a.ground_truth_path, b.ground_truth_path)
+    assert cover.mean() > 0.05 and (out == ref).all(axis=0)[cover].mean() > 0.9
+    out, ref, cover = warped(c.ground_truth_path, b.ground_truth_path)
+    assert (out == ref).all(axis=0)[cover].all()
+
+
+# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
@@ -443,3 +552,39 @@ def test_cli_profile_sets_default_size(monkeypatch, tmp_path):
     assert seen["crs"] == "EPSG:32631" and seen["origin"] == (300000.0, 4900020.0) and seen["pixel_size"] == 10.0
     assert sample.main([str(tmp_path), "--profile", "full", "--width", "2000"]) == 0
     assert seen["width"] == 2000 and seen["height"] == 10980
+
+
+def test_cli_tiles_writes_an_area_reuses_it_and_refuses_to_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "area")
+    args = [out, "--tiles", "2", "--scenes", "2", "--width", "64", "--height", "48", "--seed", "3"]
+    assert sample.main(args) == 0
+    area = AreaInfo.load(out)
+    assert [t.crs for t in area.tiles] == ["EPSG:32630", "EPSG:32631"] and len(area.tiles[0].scenes) == 2
+    first = {p: os.stat(p).st_mtime_ns for t in area.tiles for p in t.paths + t.scl_paths}
+    assert sample.main(args) == 0
+    assert {p: os.stat(p).st_mtime_ns for p in first} == first
+    assert sample.main(args[:-1] + ["4"]) == 1 and "--force" in capsys.readouterr().err
+    assert sample.main([out, "--scenes", "2", "--width", "40", "--height", "40"]) == 1  # a single tile over it
+    assert "multi-tile" in capsys.readouterr().err
+    # Nor over a single-tile series.
+    single = str(tmp_path / "single")
+    assert sample.main([single, "--scenes", "2", "--width", "40", "--height", "40"]) == 0
+    assert sample.main([single, "--tiles", "2", "--scenes", "2", "--width", "40", "--height", "40"]) == 1
+    assert sample.main([single, "--tiles", "2", "--scenes", "2", "--width", "40", "--height", "40", "--force"]) == 0
+    assert not any(n.endswith(".tif") for n in os.listdir(single)) and AreaInfo.load(single) is not None
+
+
+def test_cli_tiles_refuses_a_single_tile_geometry(tmp_path, capsys):
+    assert sample.main([str(tmp_path), "--tiles", "2", "--crs", "EPSG:2154", "--origin", "0", "0"]) == 1
+    assert "--crs, --origin" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sample.main([str(tmp_path), "--tiles", "4"])
+
+
+def test_cli_area_profile_sets_tiles_and_size(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(sample, "generate_area", lambda out_dir, **kw: seen.update(kw) or AreaInfo(out_dir, {}, ()))
+    assert sample.main([str(tmp_path), "--profile", "area"]) == 0
+    assert (seen["tiles"], seen["scenes"], seen["width"], seen["height"]) == (3, 24, 1000, 1000)
+    assert sample.main([str(tmp_path), "--tiles", "2", "--scenes", "5"]) == 0
+    assert (seen["tiles"], seen["scenes"], seen["width"]) == (2, 5, 1000)

@@ -27,17 +27,20 @@ What a series holds (everything is a deterministic function of the seed):
   written last, so its presence means the series is complete.
 
 Scenes are generated one at a time in row strips, so the ``full`` profile (216 x 10980 x
-10980) needs about one scene in memory, never the series.
+10980) needs about one scene in memory, never the series. ``--tiles 2|3`` (or ``--profile
+area``) writes a multi-tile series instead: overlapping tiles in two UTM zones, one folder
+each, the same dates and sky over all of them (see :mod:`.area`).
 
 Modules, one concept each: ``series`` (constants, SceneInfo, SeriesInfo), ``noise`` (value and
 hash noise), ``land`` (the ground and its seasons), ``sky`` (dates, clouds, shadows, haze, swath
 gaps), ``cog`` (writing COGs), ``truth`` (the ground truth), ``stac`` (items.json),
-``scl`` (the scene classification), ``generate`` (generate_series) and ``command`` (the
-command's options and main).
+``scl`` (the scene classification), ``generate`` (generate_series), ``area`` (generate_area:
+the multi-tile series) and ``command`` (the command's options and main).
 """
 
 from __future__ import annotations
 
+from .area import AreaInfo, generate_area
 from .command import build_parser, main, run
 from .generate import generate_series
 from .series import (
@@ -69,11 +72,13 @@ __all__ = [
     "SCL_DIR",
     "SERIES_JSON",
     "STAC_EXTENSIONS",
+    "AreaInfo",
     "SceneInfo",
     "SeriesInfo",
     "acquisition_times",
     "build_parser",
     "cloud_cover_percent",
+    "generate_area",
     "generate_series",
     "main",
     "run",

@@ -16,6 +16,7 @@ from .cog import write_cog
 from .land import Ground
 from .scl import Classifier
 from .series import (
+    AREA_JSON,
     DEFAULT_CRS,
     DEFAULT_ORIGIN,
     DEFAULT_PIXEL_SIZE,
@@ -241,11 +242,15 @@ def generate_series(
         n.endswith("_TCI.tif") for n in os.listdir(out_dir)
     ):
         raise ValueError(f"{out_dir} already holds scenes but no {SERIES_JSON}; use --force to replace them")
+    if not force and os.path.exists(os.path.join(out_dir, AREA_JSON)):
+        raise ValueError(f"{out_dir} already holds a multi-tile series; use --force to replace it")
     if same and not force:  # the same series, but some of its files are missing (e.g. made before SCLs)
         log(f"{out_dir}: series incomplete, writing it again")
     os.makedirs(out_dir, exist_ok=True)
     if force or same:
         remove_series(out_dir)
+        if os.path.exists(os.path.join(out_dir, AREA_JSON)):
+            os.unlink(os.path.join(out_dir, AREA_JSON))
     prepare_dirs(out_dir, ground_truth)
 
     started = time.perf_counter()

@@ -10,15 +10,20 @@ from dataclasses import asdict, dataclass, field
 #: Default geometry per profile. The demo is 2600 x 2200 (not multiples of 1024, so the 3 x 3
 #: window grid has 552- and 152-pixel edge windows) with 108 dates (every ~3.4 days: half the
 #: real year's 216, so the stacks are deep enough that reading, not fixed costs, dominates).
+#: ``area`` is the multi-tile series (``--tiles``): three overlapping tiles of 1000 x 1000 in two
+#: UTM zones, 24 dates (see :mod:`.area`).
 PROFILES = {
     "demo": {"scenes": 108, "width": 2600, "height": 2200},
     "full": {"scenes": 216, "width": 10980, "height": 10980},
+    "area": {"scenes": 24, "width": 1000, "height": 1000, "tiles": 3},
 }
 DEFAULT_CRS = "EPSG:32631"
 DEFAULT_ORIGIN = (300000.0, 4900020.0)
 DEFAULT_PIXEL_SIZE = 10.0
 SERIES_JSON = "series.json"
 ITEMS_JSON = "items.json"
+#: What a multi-tile series writes last in OUT_DIR, beside its tiles' folders (see :mod:`.area`).
+AREA_JSON = "area.json"
 GROUND_TRUTH = "truth/ground_truth.tif"
 #: The scene classifications' folder: beside the scenes, a listing of OUT_DIR for inputs would
 #: take them for scenes.
@@ -68,6 +73,8 @@ class SeriesInfo:
     origin: tuple
     scenes: tuple = field(default_factory=tuple)
     ground_truth: str = GROUND_TRUTH
+    #: For a tile of a multi-tile series: the area's parameters (see :mod:`.area`), else None.
+    area: dict | None = None
 
     @property
     def transform(self) -> tuple:
@@ -109,7 +116,7 @@ class SeriesInfo:
             "granule": self.granule, "year": self.year, "seed": self.seed, "scenes": len(self.scenes),
             "width": self.width, "height": self.height, "crs": self.crs,
             "pixel_size": self.pixel_size, "origin": list(self.origin),
-        }
+        } | ({"area": self.area} if self.area is not None else {})
 
     def to_dict(self) -> dict:
         """What series.json holds: the fields, the transform, and the scenes as dictionaries."""
@@ -118,6 +125,8 @@ class SeriesInfo:
         data["origin"] = list(self.origin)
         data["transform"] = list(self.transform)
         data["scenes"] = [asdict(s) for s in self.scenes]
+        if self.area is None:
+            data.pop("area")
         return data
 
     @classmethod
@@ -134,6 +143,7 @@ class SeriesInfo:
             origin=tuple(float(v) for v in data["origin"]),
             scenes=tuple(SceneInfo(**s) for s in data["scenes"]),
             ground_truth=data.get("ground_truth", GROUND_TRUTH),
+            area=data.get("area"),
         )
 
     @classmethod

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 
 from temporal_median.base import storage
 from temporal_median.base.clock import isoformat, utcnow
@@ -26,6 +27,7 @@ from temporal_median.base.storage import GsUrl
 from temporal_median.job.ids import check_input_url
 from temporal_median.job.messages import Delivery, WindowMessage
 from temporal_median.job.paths import JobPaths, parse_attempt_object, parse_error_object
+from temporal_median.plan.attempts import done_url, instance_id
 
 log = get_logger("temporal_median.median")
 
@@ -73,23 +75,29 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         if storage.exists(GsUrl.parse(message.destination)):
             log.info("tile exists already: redelivery acknowledged without work", extra=context)
             return ALREADY_DONE
-        attempt = _claim_attempt(paths, message.tile, delivery)
+        attempt, claim = _claim_attempt(paths, message.tile, delivery)
         context["attempt"] = attempt
         if attempt > settings.max_attempts:
             raise AttemptsExhausted(_exhausted_reason(paths, message.tile, settings.max_attempts))
         created, stats = _compute_and_upload(message, settings, started)
     except PermanentError as exc:
+        if attempt:
+            outcome = "exhausted" if isinstance(exc, AttemptsExhausted) else "failed"
+            _end_attempt(paths, message.tile, attempt, claim, outcome, started, error=exc)
         _record_error(paths, message.tile, None, exc)
         log.error(f"tile failed permanently: {exc}", extra={**context, "code": exc.code})
         return FAILED
     except Exception as exc:
         if attempt >= settings.max_attempts:
             # The window's last attempt: record it as failed and acknowledge, no redelivery.
+            _end_attempt(paths, message.tile, attempt, claim, "exhausted", started, error=exc)
             exhausted = AttemptsExhausted(f"{settings.max_attempts} attempts failed (TM_MAX_ATTEMPTS); the last: {describe(exc)}")
             _record_error(paths, message.tile, None, exhausted)
             log.error(f"tile failed on its last attempt: {describe(exc)}", extra={**context, "code": exhausted.code})
             return FAILED
         # Transient or unexpected: let Pub/Sub redeliver; status learns of the attempt.
+        if attempt:
+            _end_attempt(paths, message.tile, attempt, claim, "retried", started, error=exc)
         try:
             if attempt:
                 _record_error(paths, message.tile, attempt, exc)
@@ -98,6 +106,8 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         log_error = log.exception if policy(exc).bug else log.error
         log_error(f"tile failed, will be retried: {exc}", extra={**context, "code": getattr(exc, "code", "internal")})
         raise
+    _end_attempt(paths, message.tile, attempt, claim, "written" if created else "already-done", started,
+                 bytes_read=stats.bytes_read)
     seconds = round(time.monotonic() - started, 3)
     log.info(
         "tile written" if created else "tile written by another delivery first",
@@ -106,19 +116,39 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
     return WRITTEN if created else ALREADY_DONE
 
 
-def _claim_attempt(paths: JobPaths, tile: TileId, delivery: Delivery) -> int:
+def _claim_attempt(paths: JobPaths, tile: TileId, delivery: Delivery) -> tuple[int, dict]:
     """Number this execution of a window: one more than the attempts already claimed.
 
     Pub/Sub's ``deliveryAttempt`` cannot serve: Google's emulator does not send it, and in
     the cloud it also counts pushes Cloud Run refused (429) that never ran. The record is
     claimed before any work, so an instance that dies mid-tile (killed, out of memory, timed
     out) has used its attempt too; create-only, so concurrent deliveries never share a number.
+    It also says which instance ran the attempt, for the job's timeline; its ``token`` ties
+    it to the record of its end (:func:`_end_attempt`). Returns the number and the record.
     """
     number = sum(1 for info in storage.list_objects(paths.attempts_of(tile)) if parse_attempt_object(info.url.key)) + 1
-    record = {"message_id": delivery.message_id, "delivery_attempt": delivery.attempt, "started": isoformat(utcnow())}
+    record = {"message_id": delivery.message_id, "delivery_attempt": delivery.attempt, "started": isoformat(utcnow()),
+              "instance": instance_id(), "token": uuid.uuid4().hex}
     while not storage.create_json(paths.attempt(tile, number), record):
         number += 1
-    return number
+    return number, record
+
+
+def _end_attempt(paths: JobPaths, tile: TileId, attempt: int, claim: dict, outcome: str, started: float, *,
+                 bytes_read: int | None = None, error: BaseException | None = None) -> None:
+    """Record how attempt ``attempt`` ended, beside its claim (which is create-only, so not rewritten).
+
+    Best effort: the timeline is a record, not the work, so a failure here is logged and the
+    tile's outcome stands (at-least-once delivery is unchanged: nothing here answers Pub/Sub).
+    """
+    record = {"token": claim.get("token"), "ended": isoformat(utcnow()), "outcome": outcome,
+              "seconds": round(time.monotonic() - started, 3), "bytes_read": bytes_read,
+              "error": describe(error) if error is not None else None, "instance": claim.get("instance")}
+    try:
+        storage.create_json(done_url(paths, tile, attempt), record)
+    except Exception as exc:  # noqa: BLE001 - recording must never fail a tile
+        log.warning(f"could not record the end of attempt {attempt}: {describe(exc)}",
+                    extra={"job_id": paths.job_id, "tile": str(tile)})
 
 
 def _exhausted_reason(paths: JobPaths, tile: TileId, max_attempts: int) -> str:

@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from temporal_median.base import storage
 from temporal_median.base.clock import isoformat, parse_time, utcnow
@@ -19,6 +20,7 @@ from temporal_median.base.storage import GsUrl
 from temporal_median.job.cost import Usage
 from temporal_median.job.manifest import Manifest
 from temporal_median.job.paths import RESULT_FILES, JobPaths, parse_tile_object
+from temporal_median.plan.attempts import collect_attempts
 
 log = get_logger("temporal_median.mosaic")
 
@@ -28,6 +30,12 @@ ALREADY_COMPLETE = "already-complete"
 CANCELLED = "cancelled"
 BUILT = "built"
 FAILED = "failed"
+
+#: Drawn after job.json from its attempts, beside the results (best effort).
+TIMELINE = "timeline.png"
+#: How long the record waits, after the build, for the attempt records being read.
+ATTEMPTS_TIMEOUT_SECONDS = 30
+
 
 def _job_of_object(work: GsUrl, bucket: str, name: str) -> str | None:
     """The job a finalized object may complete: one of its tiles, or fanout's resume marker."""
@@ -173,9 +181,14 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, 
     # instance must be read afresh.
     forget_remote_files()
     started = time.monotonic()
+    started_at = utcnow()
     cpu_started = time.process_time()
     raster = manifest.raster
     workdir = tempfile.mkdtemp(prefix=f"mosaic-{manifest.job_id}-")
+    # The attempts are read while the COG is built (small objects, read 16 at a time).
+    collector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tm-attempts")
+    attempts = collector.submit(collect_attempts, paths, len(tiles))
+    collector.shutdown(wait=False)
     try:
         result = build_mosaic(
             [to_gdal_path(str(info.url)) for info in tiles],
@@ -221,15 +234,46 @@ def _build(manifest: Manifest, paths: JobPaths, tiles: list, record_url: GsUrl, 
             else f"compressed again: {result.recompressed}",
             "bytes_read": sum(_figure(info, "bytes_read") for info in tiles),
             "bytes_tiles": sum(info.size for info in tiles),
-            "outputs": {name: str(results.join(name)) for name in RESULT_FILES},
+            "outputs": {name: str(results.join(name)) for name in (*RESULT_FILES, TIMELINE)},
             "manifest": str(paths.manifest),
             "cost_estimate": _usage(manifest, tiles, seconds_mosaic, settings).estimate(),
+            "mosaic_started": isoformat(started_at),
+            **_attempts(attempts, manifest.job_id),
         }
-        # The record goes last: its presence means every output is in place.
+        # The record goes last: its presence means every output is in place (the timeline,
+        # drawn from it, follows: a diagnostic, it never delays nor fails the results).
         storage.put_json(record_url, record)
         log.info("mosaic built", extra={"job_id": manifest.job_id, "seconds": record["seconds_mosaic"]})
+        _draw_timeline(record, results.join(TIMELINE), workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _attempts(pending, job_id: str) -> dict:
+    """The record's ``attempts`` (each window's executions: instance, start, end, outcome) and
+    whether the listing was cut short; none if they could not be read (never fails the mosaic)."""
+    try:
+        attempts, truncated = pending.result(timeout=ATTEMPTS_TIMEOUT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - a record without its timeline beats no record
+        log.warning(f"could not read the attempt records: {describe(exc)}", extra={"job_id": job_id})
+        return {"attempts": None, "attempts_truncated": None}
+    return {"attempts": attempts, "attempts_truncated": truncated}
+
+
+def _draw_timeline(record: dict, url: GsUrl, workdir: str) -> None:
+    """Draw the job's timeline (temporal_median.plan.timeline) and upload it beside the results;
+    best effort: a failure is logged, the job is complete either way."""
+    if not record.get("attempts"):
+        return
+    try:
+        # matplotlib loads here only, after the results are in place.
+        from temporal_median.plan.timeline import draw_timeline
+
+        path = os.path.join(workdir, TIMELINE)
+        draw_timeline(record, path)
+        storage.put_file(url, path, "image/png")
+    except Exception as exc:  # noqa: BLE001 - the timeline is a diagnostic, never a failure
+        log.warning(f"could not draw the job's timeline: {describe(exc)}", extra={"job_id": record.get("job_id")})
 
 
 def _figure(info, name: str) -> float:

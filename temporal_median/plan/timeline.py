@@ -143,7 +143,8 @@ def draw_timeline(record: dict, path: str) -> dict:
     curve.set_xlabel("seconds from " + ("the POST" if record.get("posted") else "the manifest"), fontsize=8)
     curve.set_ylabel("tiles done", fontsize=8)
     curve.tick_params(labelsize=7)
-    figure.subplots_adjust(left=0.16, right=0.98, top=0.94, bottom=0.08)
+    # Margins in inches (title above, the time axis's label below), whatever the figure's height.
+    figure.subplots_adjust(left=0.16, right=0.98, top=1 - 0.35 / height_in, bottom=0.5 / height_in)
     canvas.draw()
     width, height = canvas.get_width_height()
     to_pixels = bars.transData.transform

@@ -279,10 +279,16 @@ resource "time_sleep" "service_agent_iam_propagation" {
 # ---- Builds -----------------------------------------------------------------------------------
 # Each build runs as the build account. It must read the source zip, write the image, write logs.
 
-# Our zips are uploaded here (functions.tf).
-resource "google_storage_bucket_iam_member" "build_sources_viewer" {
+# Our zips are uploaded here (functions.tf). Google's build documentation asks for Storage Object
+# Admin "for retrieving the function source from the Cloud Storage bucket"
+# (https://cloud.google.com/functions/docs/securing/build-custom-sa,
+# https://cloud.google.com/run/docs/configuring/services/build-service-account; its newer form,
+# roles/run.builder on the project, carries object access to every bucket of the project). So
+# objectAdmin, but least privilege by scope: on this bucket alone, which holds nothing but the
+# zips rebuilt from the repository on every apply.
+resource "google_storage_bucket_iam_member" "build_sources_admin" {
   bucket = google_storage_bucket.sources.name
-  role   = "roles/storage.objectViewer"
+  role   = "roles/storage.objectAdmin"
   member = local.build_member
 }
 
@@ -298,7 +304,10 @@ resource "google_storage_bucket_iam_member" "build_sources_viewer" {
 # IAM condition to that one bucket and its objects (Cloud Storage resource names:
 # projects/_/buckets/BUCKET and projects/_/buckets/BUCKET/objects/OBJECT,
 # https://cloud.google.com/iam/docs/conditions-resource-attributes). An exact
-# bucket name plus "/" keeps e.g. europe-west10's bucket out of a europe-west1 grant.
+# bucket name plus "/" keeps e.g. europe-west10's bucket out of a europe-west1 grant. Viewer, not
+# the documented objectAdmin: that bucket is shared with every other gen2 function of the project
+# in the region, a build runs third-party code (pip installs), and the build's own error names
+# the permission it needs there: "You must grant Storage Object Viewer permission" (#20571).
 resource "google_project_iam_member" "build_gcf_sources_viewer" {
   project = var.project_id
   role    = "roles/storage.objectViewer"
@@ -331,23 +340,26 @@ resource "google_project_iam_member" "build_log_writer" {
 }
 
 # Grants to a new service account take a while to propagate; a build started right after them
-# fails to fetch its source or push its image. The provider's own builder example waits 60 s for
-# the same reason (the time_sleep in TestAccCloudfunctions2function_cloudfunctions2BasicBuilderExample,
-# https://github.com/hashicorp/terraform-provider-google/issues/20571). Every function depends on
-# this wait (issue 11). triggers: the wait runs again when a grant is replaced by another (a new
-# build account after a name_prefix change, a renamed bucket), not on every apply.
+# fails to fetch its source or push its image. The provider's gen2 builder example waits 60 s and
+# failed about half its runs for it (TestAccCloudfunctions2function_cloudfunctions2BasicBuilderExample,
+# https://github.com/hashicorp/terraform-provider-google/issues/20571); the provider's team raised
+# the same wait in its build-service-account test from 60 to 120 s
+# (https://github.com/GoogleCloudPlatform/magic-modules/pull/11909). Hence
+# build_iam_propagation_seconds, 120 by default. Every function depends on this wait (issue 11).
+# triggers: the wait runs again when a grant is replaced by another (a new build account after a
+# name_prefix change, a renamed bucket), not on every apply.
 resource "time_sleep" "build_iam_propagation" {
-  create_duration = var.iam_propagation_wait
+  create_duration = "${var.build_iam_propagation_seconds}s"
 
   triggers = {
-    sources_viewer     = google_storage_bucket_iam_member.build_sources_viewer.id
+    sources_admin      = google_storage_bucket_iam_member.build_sources_admin.id
     gcf_sources_viewer = google_project_iam_member.build_gcf_sources_viewer.id
     registry_writer    = google_artifact_registry_repository_iam_member.build_writer.id
     log_writer         = google_project_iam_member.build_log_writer.id
   }
 
   depends_on = [
-    google_storage_bucket_iam_member.build_sources_viewer,
+    google_storage_bucket_iam_member.build_sources_admin,
     google_project_iam_member.build_gcf_sources_viewer,
     google_artifact_registry_repository_iam_member.build_writer,
     google_project_iam_member.build_log_writer,

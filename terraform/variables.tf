@@ -370,7 +370,7 @@ variable "dead_letter_retention_days" {
 
 variable "iam_propagation_wait" {
   type        = string
-  description = "How long the first apply waits after granting roles to the build account (before the three builds) and to the new Eventarc and Pub/Sub service agents (before the storage trigger); see iam.tf."
+  description = "How long the first apply waits after granting roles to the new Eventarc and Pub/Sub service agents, before creating the storage trigger; see iam.tf. (The wait before the builds is build_iam_propagation_seconds.)"
   default     = "90s"
 
   validation {
@@ -378,3 +378,19 @@ variable "iam_propagation_wait" {
     error_message = "iam_propagation_wait must be a number of seconds such as 90s."
   }
 }
+
+# The provider's team raised the same wait in its build-service-account test from 60 to 120 s
+# (https://github.com/GoogleCloudPlatform/magic-modules/pull/11909), and its gen2 builder example,
+# which waits 60 s, failed about half its runs with "Access to bucket gcf-v2-sources-... denied"
+# (https://github.com/hashicorp/terraform-provider-google/issues/20571).
+variable "build_iam_propagation_seconds" {
+  type        = number
+  description = "Seconds the first apply waits after granting roles to the build account, before the three builds start (iam.tf). 120, as the provider's own tests settled on; 60 failed about half the time."
+  default     = 120
+
+  validation {
+    condition     = var.build_iam_propagation_seconds >= 60 && var.build_iam_propagation_seconds <= 600 && floor(var.build_iam_propagation_seconds) == var.build_iam_propagation_seconds
+    error_message = "build_iam_propagation_seconds must be a whole number between 60 and 600 (a 60 s wait already failed about half the time)."
+  }
+}
+

@@ -142,6 +142,9 @@ def test_an_empty_invoker_list_is_refused(variables_module: Path):
         ("median_concurrency", 1.5, "median_concurrency must be"),
         ("log_level", "VERBOSE", "log_level must be"),
         ("intermediate_retention_days", 0, "intermediate_retention_days must be"),
+        ("build_iam_propagation_seconds", 59, "between 60 and 600"),
+        ("build_iam_propagation_seconds", 601, "between 60 and 600"),
+        ("build_iam_propagation_seconds", 90.5, "between 60 and 600"),
         ("region", "EU", "region must be a single GCP region"),
         ("max_event_age_seconds", 60, "max_event_age_seconds must be"),
         ("mosaic_lock_seconds", 29, "between 30 and 540"),
@@ -554,7 +557,7 @@ def test_build_account_reads_the_sources_where_cloud_functions_copies_them(confi
         "tb-be-bigdata",
     ):
         assert not admits(other, "x.zip"), other
-    assert set(grants) == {"google_storage_bucket_iam_member.build_sources_viewer", "google_project_iam_member.build_gcf_sources_viewer"}
+    assert set(grants) == {"google_storage_bucket_iam_member.build_sources_admin", "google_project_iam_member.build_gcf_sources_viewer"}
 
 
 def test_build_read_check_catches_a_missing_gcf_sources_grant(tf_copy: Path):
@@ -575,7 +578,7 @@ def test_every_function_waits_after_its_build_grants(config: TerraformConfig):
     assert builds.build_wait_findings(config) == []
     for name in FUNCTIONS:
         assert "${time_sleep.build_iam_propagation}" in function(config, name)["depends_on"]
-    assert config.resources[("time_sleep", "build_iam_propagation")]["create_duration"] == "${var.iam_propagation_wait}"
+    assert config.resources[("time_sleep", "build_iam_propagation")]["create_duration"] == "${var.build_iam_propagation_seconds}s"
 
 
 def test_wait_check_catches_a_function_that_does_not_wait(tf_copy: Path):
@@ -612,6 +615,41 @@ def test_token_creator_check_catches_the_missing_trigger_grant(tf_copy: Path):
     assert iam.push_token_creator_findings(TerraformConfig.load(tf_copy)) == [
         "trigger (used by google_cloudfunctions2_function.mosaic event_trigger): the Pub/Sub service agent has no Token Creator on it"
     ]
+
+
+# ---- first apply (issue 21): waits, build role, quotas, Resource Manager, images ---------------
+
+
+def test_the_build_wait_is_a_validated_variable_of_120_seconds(config: TerraformConfig):
+    variable = config.variables["build_iam_propagation_seconds"]
+    assert variable["type"] == "number" and variable["default"] == 120
+    assert "120" in variable["description"] and variable["validation"]
+    # The evidence for 120 s is linked where the wait is made.
+    comments = " ".join(config.comments)
+    assert "magic-modules/pull/11909" in comments and "terraform-provider-google/issues/20571" in comments
+    # The service agents' wait is another variable; the build wait no longer reads it.
+    assert "iam_propagation_wait" not in str(config.resources[("time_sleep", "build_iam_propagation")])
+
+
+
+@pytest.mark.parametrize("seconds", [60, 600])
+def test_the_build_wait_bounds_are_accepted(variables_module: Path, seconds: int):
+    code, output = plan(variables_module, build_iam_propagation_seconds=seconds)
+    assert code == 0, output
+
+
+
+def test_the_build_account_gets_the_documented_role_on_the_sources_bucket_alone(config: TerraformConfig):
+    """Google's build docs ask for Storage Object Admin to fetch the source: granted, on our
+    sources bucket only (never project-wide, where roles/run.builder would also reach results)."""
+    grant = config.resources[("google_storage_bucket_iam_member", "build_sources_admin")]
+    assert (grant["role"], grant["member"], grant["bucket"]) == ("roles/storage.objectAdmin", "${local.build_member}", "${google_storage_bucket.sources.name}")
+    assert "functions/docs/securing/build-custom-sa" in " ".join(config.comments)
+    build_roles = {b["role"] for b in iam.iam_member_grants(config).values() if "build" in iam.member_accounts(config, b["member"])}
+    assert "roles/run.builder" not in build_roles
+    assert not [b for b in config.of_type("google_project_iam_member").values() if b["role"] == "roles/storage.objectAdmin"]
+    assert builds.build_source_read_findings(config) == []
+
 
 
 # ---- function zips --------------------------------------------------------------------------------

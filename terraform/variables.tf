@@ -48,11 +48,13 @@ variable "invoker_members" {
     error_message = "invoker_members must name at least one member, e.g. [\"user:you@example.com\"]; the fanout function is never public."
   }
 
+  # principalSet://goog/public:all is IAM's principal-identifier form of allUsers
+  # (https://cloud.google.com/iam/docs/principal-identifiers).
   validation {
     condition = alltrue([
-      for m in var.invoker_members : !contains(["allusers", "allauthenticatedusers"], lower(trimspace(m)))
+      for m in var.invoker_members : !contains(["allusers", "allauthenticatedusers", "principalset://goog/public:all"], lower(trimspace(m)))
     ])
-    error_message = "invoker_members must not contain allUsers or allAuthenticatedUsers: the fanout function only accepts authenticated, named callers."
+    error_message = "invoker_members must not contain allUsers, allAuthenticatedUsers or principalSet://goog/public:all: the fanout function only accepts authenticated, named callers."
   }
 
   validation {

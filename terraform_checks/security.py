@@ -1,4 +1,4 @@
-"""Public members: where allUsers or allAuthenticatedUsers would be granted or defaulted."""
+"""Public members: where allUsers, allAuthenticatedUsers or a public principal set would be granted."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from typing import Any
 
 from .config import TerraformConfig, walk_strings
 
-PUBLIC_MEMBERS = ("allusers", "allauthenticatedusers")
+#: Lower-cased members that admit anyone: the two special members, and the principal-identifier
+#: form of allUsers (https://cloud.google.com/iam/docs/principal-identifiers).
+PUBLIC_MEMBERS = ("allusers", "allauthenticatedusers", "principalset://goog/public:all")
 
 
 def public_member_findings(config: TerraformConfig) -> list[str]:
-    """Places where allUsers or allAuthenticatedUsers would be granted or defaulted.
+    """Places where a public member (:data:`PUBLIC_MEMBERS`) would be granted or defaulted.
 
     Resources, data sources, locals, outputs and variable defaults are searched; variable
     validations are not, since rejecting those members is where they are meant to appear.
@@ -25,7 +27,6 @@ def public_member_findings(config: TerraformConfig) -> list[str]:
     for where, value in places:
         for text in walk_strings(value):
             lowered = text.lower()
-            for member in PUBLIC_MEMBERS:
-                if member in lowered:
-                    findings.append(f"{where}: {text}")
+            if any(member in lowered for member in PUBLIC_MEMBERS):
+                findings.append(f"{where}: {text}")
     return findings

@@ -120,11 +120,11 @@ def test_defaults_and_a_named_invoker_pass_validation(variables_module: Path):
     assert code == 0, output
 
 
-@pytest.mark.parametrize("member", ["allUsers", "allAuthenticatedUsers", " ALLUSERS "])
+@pytest.mark.parametrize("member", ["allUsers", "allAuthenticatedUsers", " ALLUSERS ", "principalSet://goog/public:all"])
 def test_public_invokers_are_refused(variables_module: Path, member: str):
     code, output = plan(variables_module, invoker_members=json.dumps(["user:alice@example.com", member]))
     assert code != 0
-    assert "must not contain allUsers or allAuthenticatedUsers" in output
+    assert "must not contain allUsers, allAuthenticatedUsers or principalSet://goog/public:all" in output
 
 
 def test_an_empty_invoker_list_is_refused(variables_module: Path):
@@ -300,6 +300,9 @@ def test_no_public_member_anywhere(config: TerraformConfig):
         'resource "google_cloud_run_v2_service_iam_member" "oops" {\n  name   = "x"\n  role   = "roles/run.invoker"\n  member = "allUsers"\n}\n',
         'resource "google_storage_bucket_iam_binding" "oops" {\n  bucket  = "b"\n  role    = "roles/storage.objectViewer"\n  members = ["user:a@b.c", "allAuthenticatedUsers"]\n}\n',
         'variable "extra_invokers" {\n  type        = list(string)\n  description = "more"\n  default     = ["allUsers"]\n}\n',
+        # IAM's principal-identifier form of allUsers, in any case.
+        'resource "google_cloud_run_v2_service_iam_member" "oops" {\n  name   = "x"\n  role   = "roles/run.invoker"\n  member = "principalSet://goog/public:all"\n}\n',
+        'resource "google_storage_bucket_iam_member" "oops" {\n  bucket = "b"\n  role   = "roles/storage.objectViewer"\n  member = "PRINCIPALSET://goog/public:all"\n}\n',
     ],
 )
 def test_public_member_scan_catches_an_injected_grant(tf_copy: Path, injected: str):

@@ -26,9 +26,17 @@ resource "google_storage_bucket_object" "function_source" {
   content_type = "application/zip"
 }
 
-# Our own repository for the built images, so the build service account can be granted
-# write access on it alone (otherwise Cloud Functions creates gcf-artifacts and the build needs
-# a project-wide Artifact Registry role).
+# Our own repository for the built images (every function's build_config.docker_repository), so
+# the build service account can be granted write access on it alone (otherwise Cloud Functions
+# creates gcf-artifacts and the build needs a project-wide Artifact Registry role).
+#
+# Every deploy of a changed function pushes a new image, and a repository keeps them all (and
+# bills their storage) unless it has cleanup policies
+# (https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy). KEEP policies
+# take precedence over DELETE ones: each image keeps its image_keep_versions most recent versions
+# whatever their age (the deployed image is the newest of its function, so it is never deleted),
+# and older versions go after image_retention_days. cleanup_policy_dry_run = false: the policies
+# delete, they do not only log.
 resource "google_artifact_registry_repository" "functions" {
   #checkov:skip=CKV_GCP_84:Images are built from this public repository's code; Google-managed encryption is enough and CMEK would add a KMS key to manage.
   project       = var.project_id
@@ -37,6 +45,25 @@ resource "google_artifact_registry_repository" "functions" {
   description   = "Images of the temporal-median functions, built by Cloud Build."
   format        = "DOCKER"
   labels        = var.labels
+
+  cleanup_policy_dry_run = false
+
+  cleanup_policies {
+    id     = "keep-most-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = var.image_keep_versions
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-older"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "${var.image_retention_days * 86400}s"
+    }
+  }
 
   depends_on = [google_project_service.apis]
 }

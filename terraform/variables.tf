@@ -396,3 +396,26 @@ variable "build_iam_propagation_seconds" {
   }
 }
 
+variable "image_keep_versions" {
+  type        = number
+  description = "Most recent image versions the functions' Artifact Registry repository keeps per image, whatever their age (the deployed image is the newest of its function)."
+  default     = 5
+
+  validation {
+    condition     = var.image_keep_versions >= 1 && var.image_keep_versions <= 100 && floor(var.image_keep_versions) == var.image_keep_versions
+    error_message = "image_keep_versions must be a whole number between 1 and 100."
+  }
+}
+
+
+variable "image_retention_days" {
+  type        = number
+  description = "Days after which an image version beyond the image_keep_versions most recent is deleted from the functions' Artifact Registry repository."
+  default     = 30
+
+  validation {
+    condition     = var.image_retention_days >= 1 && var.image_retention_days <= 365 && floor(var.image_retention_days) == var.image_retention_days
+    error_message = "image_retention_days must be a whole number of days between 1 and 365."
+  }
+}
+

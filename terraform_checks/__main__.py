@@ -12,6 +12,7 @@ from .checkov import run_checkov
 from .commands import unformatted_files, variables_module
 from .config import TerraformConfig
 from .iam import push_token_creator_findings
+from .schema import schema_findings
 from .security import public_member_findings
 from .sizes import memory_cpu_findings, memory_cpu_pairs
 from .versions import version_findings
@@ -38,6 +39,7 @@ def main() -> int:
         ("wait after build grants", build_wait_findings(config)),
         ("push token creator", push_token_creator_findings(config)),
         ("terraform version", version_findings(config)),
+        ("provider arguments", schema_findings(config)),
     ):
         print(f"{label}: {len(findings)} problem(s) {findings}")
         problems += bool(findings)

@@ -32,6 +32,7 @@ from terraform_checks import (
     checkov,
     commands,
     iam,
+    schema,
     security,
     sizes,
     versions,
@@ -145,6 +146,8 @@ def test_an_empty_invoker_list_is_refused(variables_module: Path):
         ("build_iam_propagation_seconds", 59, "between 60 and 600"),
         ("build_iam_propagation_seconds", 601, "between 60 and 600"),
         ("build_iam_propagation_seconds", 90.5, "between 60 and 600"),
+        ("image_keep_versions", 0, "image_keep_versions must be"),
+        ("image_retention_days", 366, "image_retention_days must be"),
         ("region", "EU", "region must be a single GCP region"),
         ("max_event_age_seconds", 60, "max_event_age_seconds must be"),
         ("mosaic_lock_seconds", 29, "between 30 and 540"),
@@ -653,6 +656,31 @@ def test_the_build_account_gets_the_documented_role_on_the_sources_bucket_alone(
     assert not [b for b in config.of_type("google_project_iam_member").values() if b["role"] == "roles/storage.objectAdmin"]
     assert builds.build_source_read_findings(config) == []
 
+
+
+def test_the_image_repository_keeps_recent_images_and_deletes_old_ones(config: TerraformConfig):
+    repository = config.resources[("google_artifact_registry_repository", "functions")]
+    assert repository["cleanup_policy_dry_run"] is False
+    policies = {p["id"]: p for p in repository["cleanup_policies"]}
+    assert set(policies) == {"keep-most-recent", "delete-older"}
+    keep, delete = policies["keep-most-recent"], policies["delete-older"]
+    assert keep["action"] == "KEEP" and block(keep, "most_recent_versions")["keep_count"] == "${var.image_keep_versions}"
+    assert delete["action"] == "DELETE"
+    assert block(delete, "condition") == {"tag_state": "ANY", "older_than": "${var.image_retention_days * 86400}s"}
+    for name in FUNCTIONS:
+        assert block(function(config, name), "build_config")["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+    assert schema.schema_findings(config) == []  # arguments as the provider's schema declares them
+
+
+
+def test_schema_check_catches_arguments_the_provider_lacks(tf_copy: Path):
+    functions = tf_copy / "functions.tf"
+    functions.write_text(functions.read_text().replace('action = "KEEP"', 'action = "RETAIN"').replace("keep_count = ", "count_kept = "))
+    findings = schema.schema_findings(TerraformConfig.load(tf_copy))
+    assert sorted(findings) == sorted([
+        "google_artifact_registry_repository.cleanup_policies.action: 'RETAIN' is not one of ['DELETE', 'KEEP']",
+        "google_artifact_registry_repository.cleanup_policies.most_recent_versions: count_kept is not an argument of the provider's schema",
+    ])
 
 
 # ---- function zips --------------------------------------------------------------------------------

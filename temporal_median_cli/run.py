@@ -36,6 +36,9 @@ def parse_args(argv):
                         help="output area in degrees (WGS 84); default: the scenes' footprints")
     parser.add_argument("--crs", help="output CRS, e.g. EPSG:32631; default: the scenes' shared CRS, else the UTM zone of the area's centre")
     parser.add_argument("--resolution", type=float, help="output pixel size in the CRS's units; default: the scenes' finest")
+    parser.add_argument("--periods", help="composites besides the whole range: month, quarter, season, or START/END,... (default: year)")
+    parser.add_argument("--mask", help="drop samples by a classification asset, e.g. scl (sidecar *_SCL.tif for plain files)")
+    parser.add_argument("--mask-classes", help="classes dropped, e.g. 0,1,3,8,9,10 (the default with --mask)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the mosaic")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 %% instead)")
     return parser.parse_args(argv)
@@ -116,11 +119,19 @@ def main(argv=None) -> int:
     # Fanout validates them all, and answers a 400 naming the field.
     options = (
         ("start", args.start), ("end", args.end), ("max_cloud", args.max_cloud), ("asset", args.asset),
-        ("bbox", args.bbox), ("crs", args.crs), ("resolution", args.resolution),
+        ("bbox", args.bbox), ("crs", args.crs), ("resolution", args.resolution), ("periods", args.periods),
     )
     for field, value in options:
         if value is not None:
             body[field] = value
+    if args.mask or args.mask_classes:
+        body["mask"] = {"asset": args.mask or "scl"}
+        if args.mask_classes:
+            try:
+                body["mask"]["exclude"] = [int(c) for c in args.mask_classes.split(",") if c.strip()]
+            except ValueError:
+                print(f"temporal-median run: --mask-classes must be numbers like 0,3,8,9, got {args.mask_classes!r}", file=sys.stderr)
+                return 2
     print(f"POST {fanout}/jobs {json.dumps(body)}", file=sys.stderr)
     status_code, answer = http_json("POST", f"{fanout}/jobs", body)
     if status_code != 202:
@@ -133,6 +144,9 @@ def main(argv=None) -> int:
         f"{answer['already_done']} already done",
         file=sys.stderr,
     )
+    if answer.get("periods") or answer.get("empty_periods"):
+        empty = f"; no scene in {', '.join(answer['empty_periods'])}" if answer.get("empty_periods") else ""
+        print(f"periods: {', '.join(answer['periods']) or 'none'} and the whole range{empty}", file=sys.stderr)
     progress = Progress(answer["tiles"], enabled=not args.no_progress)
     deadline = time.monotonic() + args.timeout
     status = {}
@@ -142,8 +156,11 @@ def main(argv=None) -> int:
             if code != 200:
                 print(f"\nstatus call failed ({code}): {status}", file=sys.stderr)
                 return 1
-            tiles = status["tiles"]
-            progress.update(tiles["done"], tiles["failed"], status["state"])
+            tiles, periods = status["tiles"], status.get("periods") or {}
+            state = status["state"]
+            if periods and state == "mosaicking":
+                state = f"mosaics {sum(p['state'] == 'complete' for p in periods.values())}/{len(periods)}"
+            progress.update(tiles["done"], tiles["failed"], state)
             if status["state"] in ("complete", "failed", "cancelled", "mosaic-failed"):
                 break
             if time.monotonic() > deadline:
@@ -161,6 +178,9 @@ def main(argv=None) -> int:
         print(f"job {job_id} ended {status['state']}", file=sys.stderr)
         for tile, failure in sorted(status.get("failed", {}).items()):
             print(f"  tile {tile}: {failure['reason']}", file=sys.stderr)
+        for name, period in sorted((status.get("periods") or {}).items()):
+            if period.get("error"):
+                print(f"  mosaic of {name}: {period['error']}", file=sys.stderr)
         if status["mosaic"].get("error"):
             print(f"  mosaic: {status['mosaic']['error']}", file=sys.stderr)
         return 1
@@ -178,16 +198,19 @@ def main(argv=None) -> int:
 
 
 def copy_results(results_url: str, output: str) -> list[str]:
-    """Download the job's results from the (emulated) results bucket into a local directory."""
+    """Download the job's results (every composite's, and its STAC files) into a local directory."""
     from temporal_median.base import storage
-    from temporal_median.job.paths import ResultPaths
 
     os.makedirs(output, exist_ok=True)
-    results = ResultPaths(storage.GsUrl.parse(results_url))
+    root = storage.GsUrl.parse(results_url.rstrip("/") + "/")
     copied = []
-    # Not the VRT: it points at tiles in the work bucket.
-    for url in (results.cog, results.quicklook, results.record):
-        target = os.path.join(output, url.key.rsplit("/", 1)[-1])
-        storage.download_file(url, target)
+    for info in storage.list_objects(root):
+        relative = info.url.key[len(root.key):]
+        # Not the VRTs: they point at tiles in the work bucket.
+        if not relative or relative.endswith(".vrt"):
+            continue
+        target = os.path.join(output, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        storage.download_file(info.url, target)
         copied.append(target)
-    return copied
+    return sorted(copied)

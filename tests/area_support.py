@@ -131,7 +131,12 @@ def oracle(items: list[dict], crs: str, transform: Affine, width: int, height: i
             fused = observations[key]
             take = ~_valid(fused) & _valid(warped)
             fused[:, take] = warped[:, take]
-    stack = np.stack(list(observations.values())).astype(np.int64)  # (G, 3, H, W), in acquisition order
+    return median_oracle(np.stack(list(observations.values())))  # (G, 3, H, W), in acquisition order
+
+
+def median_oracle(stack: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(luminance rgb, per-band rgb, count) of a (T, 3, H, W) stack, vectorised from the definitions."""
+    stack = stack.astype(np.int64)
     valid = _valid(stack)
     count = valid.sum(axis=0)
     g = stack.shape[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from area_support import BBOX, oracle, write_area_series
+from area_support import BBOX, median_oracle, oracle, write_area_series
 from functions_framework import create_app
 from pipeline_support import (
     RESULTS,
@@ -540,7 +540,7 @@ def test_a_live_mosaic_lock_asks_for_a_retry_and_a_stale_one_is_taken_over(apps,
 def test_the_lease_is_renewed_while_held_and_released_after(cloud):
     import time
 
-    from temporal_median.functions.mosaic import Lease
+    from temporal_median.base.lease import Lease
 
     url = JobPaths.of(f"gs://{WORK}", "lease-renewal").lock
     lease = Lease.take(url, seconds=1)
@@ -687,3 +687,83 @@ def test_the_same_cog_in_two_collections_is_one_scene(apps, pull, area_items, tm
     manifest = storage.read_json(JobPaths.of(f"gs://{WORK}", "doubled").manifest)
     assert [d["reason"] for d in manifest["selection"]["dropped"]] == [f"duplicate of {items['features'][0]['id']} (same href)"]
     pull()
+
+
+# -- periods and masks: every period's composite from one read, clouds dropped by the SCL ---------------------
+
+
+def masked_oracle(paths, first, stop, exclude):
+    """Brute force for a run of scenes: each 10 m pixel takes its 20 m SCL pixel's class (row // 2, col // 2)."""
+    stack = []
+    for path in paths[first:stop]:
+        with rasterio.open(path) as ds:
+            data = ds.read()
+        scl_path = Path(path).parent / "scl" / Path(path).name.replace("_TCI", "_SCL")
+        with rasterio.open(scl_path) as ds:
+            classes = ds.read(1)
+        rows, cols = np.arange(data.shape[1]) // 2, np.arange(data.shape[2]) // 2
+        data[:, np.isin(classes[rows][:, cols], exclude)] = 0
+        stack.append(data)
+    return median_oracle(np.stack(stack))
+
+
+def test_quarters_and_the_whole_range_from_one_read_with_scl_masks(apps, pull, series, tmp_path):
+    body = {"inputs": str(Path(series[0]).parent), "tile_size": TILE, "periods": "quarter", "mask": {"asset": "scl"},
+            "job_id": "quarters"}
+    answer = post(apps, body)
+    assert answer.status_code == 202, answer.get_json()
+    quarters = ["2023-Q1", "2023-Q2", "2023-Q3", "2023-Q4"]
+    assert answer.get_json()["periods"] == quarters and answer.get_json()["empty_periods"] == []
+    messages = {m.attributes["tile"]: m for m in pull()}
+    runs = json.loads(messages["r000_c000"].data)["periods"]
+    assert runs == [["2023-Q1", 0, 2], ["2023-Q2", 2, 3], ["2023-Q3", 3, 4], ["2023-Q4", 4, 6]]
+    for message in messages.values():
+        assert push(apps, message).get_json()["outcome"] == "written"
+    # Each composite's mosaic is its own invocation, started by its last tile's event.
+    for prefix in ["", *(f"periods/{q}/" for q in quarters)]:
+        headers, event = finalized(f"jobs/quarters/{prefix}tiles/r001_c002.tif")
+        assert apps["mosaic"].post("/", headers=headers, data=event).status_code == 200
+    state = status(apps, "quarters")
+    assert state["state"] == "complete" and set(state["periods"]) == set(quarters)
+    exclude = [0, 1, 3, 8, 9, 10]
+    for name, (first, stop) in [(None, (0, 6)), ("2023-Q1", (0, 2)), ("2023-Q4", (4, 6))]:
+        folder = f"quarters/{name}/" if name else "quarters/"
+        local = tmp_path / f"{name}.tif"
+        storage.download_file(GsUrl.parse(f"gs://{RESULTS}/{folder}median.tif"), str(local))
+        with rasterio.open(local) as ds:
+            got = ds.read()
+        lum, _, count = masked_oracle(series, first, stop, exclude)
+        np.testing.assert_array_equal(got[:3], lum)
+        np.testing.assert_array_equal(got[3], np.minimum(count, 255))
+        item = storage.read_json(GsUrl.parse(f"gs://{RESULTS}/{folder}item.json"))
+        assert item["id"] == ("quarters" if name is None else f"quarters-{name}")
+    collection = storage.read_json(GsUrl.parse(f"gs://{RESULTS}/quarters/collection.json"))
+    assert len([link for link in collection["links"] if link["rel"] == "item"]) == 5
+    gif = tmp_path / "timelapse.gif"
+    storage.download_file(GsUrl.parse(f"gs://{RESULTS}/quarters/timelapse.gif"), str(gif))
+    from PIL import Image
+
+    with Image.open(gif) as image:
+        assert image.n_frames == 4
+    # The periods' records say their reads were the whole range's: one read per scene and window.
+    q1 = storage.read_json(GsUrl.parse(f"gs://{RESULTS}/quarters/2023-Q1/job.json"))
+    whole = storage.read_json(GsUrl.parse(f"gs://{RESULTS}/quarters/job.json"))
+    assert q1["bytes_read"] == 0 and q1["inputs"] == 2 and whole["bytes_read"] > 0
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"periods": "fortnight"}, "'periods': 'fortnight' is neither"),
+        ({"periods": "2023-05-01/2023-03-01"}, "runs backwards"),
+        ({"periods": "2023-01-01/2023-06-30,2023-06-01/2023-09-30"}, "overlap"),
+        ({"mask": {"asset": "scl", "exclude": [42]}}, "unknown class"),
+        ({"mask": {"asset": "cloudmask"}}, "'mask': .* has no CLOUDMASK mask"),
+    ],
+)
+def test_bad_periods_and_masks_are_400s_naming_the_field(apps, pull, series, extra, field):
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), "job_id": "bad-periods", **extra})
+    assert answer.status_code == 400, answer.get_json()
+    assert re.search(field, answer.get_json()["error"]["message"]), answer.get_json()
+    assert storage.read_json(JobPaths.of(f"gs://{WORK}", "bad-periods").manifest) is None
+    assert pull() == []

@@ -10,12 +10,15 @@ from temporal_median.job.paths import JobPaths, parse_error_object, parse_tile_o
 
 def test_tile_and_error_object_names():
     work = GsUrl.parse("gs://tm-work")
-    assert parse_tile_object(work, "tm-work", "jobs/job-abc/tiles/r001_c002.tif") == ("job-abc", TileId(1, 2))
+    assert parse_tile_object(work, "tm-work", "jobs/job-abc/tiles/r001_c002.tif") == ("job-abc", TileId(1, 2), None)
+    assert parse_tile_object(work, "tm-work", "jobs/job-abc/periods/2023-DJF/tiles/r001_c002.tif") == (
+        "job-abc", TileId(1, 2), "2023-DJF")
+    assert JobPaths.of("gs://tm-work", "job-abc").tile(TileId(1, 2), "2023-01").key == "jobs/job-abc/periods/2023-01/tiles/r001_c002.tif"
     assert parse_tile_object(work, "other", "jobs/job-abc/tiles/r001_c002.tif") is None
     assert parse_tile_object(work, "tm-work", "jobs/job-abc/manifest.json") is None
     assert parse_tile_object(work, "tm-work", "x/jobs/job-abc/tiles/r001_c002.tif") is None
     prefixed = GsUrl.parse("gs://tm-work/pipeline")
-    assert parse_tile_object(prefixed, "tm-work", "pipeline/jobs/job-abc/tiles/r000_c000.tif") == ("job-abc", TileId(0, 0))
+    assert parse_tile_object(prefixed, "tm-work", "pipeline/jobs/job-abc/tiles/r000_c000.tif") == ("job-abc", TileId(0, 0), None)
     paths = JobPaths.of("gs://tm-work", "job-abc")
     assert parse_error_object(paths.error(TileId(0, 1), 3).key) == (TileId(0, 1), 3)
     assert parse_error_object(paths.error(TileId(0, 1), None).key) == (TileId(0, 1), None)

@@ -18,13 +18,19 @@ MODULES = {
     "google-cloud-pubsub": "google.cloud.pubsub_v1",
     "cloudevents": "cloudevents",
     "pystac-client": "pystac_client",
+    "simpy": "simpy",
+    "matplotlib": "matplotlib",
+    "pillow": "PIL",
 }
 
 # The core modules each function's code paths import lazily (after main.py is loaded).
 LAZY = {
-    "fanout": ["temporal_median.raster.read", "temporal_median.scenes.stac", "pystac_client", "google.cloud.pubsub_v1"],
-    "median": ["temporal_median.compute.tile", "temporal_median.compute.median"],
-    "mosaic": ["temporal_median.assembly.vrt", "temporal_median.assembly.cog"],
+    "fanout": ["temporal_median.raster.read", "temporal_median.scenes.stac", "temporal_median.job.layout",
+               "pystac_client", "google.cloud.pubsub_v1"],
+    "median": ["temporal_median.compute.tile", "temporal_median.compute.area", "temporal_median.raster.mask",
+               "temporal_median.compute.median"],
+    "mosaic": ["temporal_median.assembly.vrt", "temporal_median.assembly.cog", "temporal_median.assembly.catalog",
+               "temporal_median.assembly.timelapse", "temporal_median.plan.timeline"],
 }
 
 # Blocks the given modules (and their submodules), then imports main.py as the runtime does,

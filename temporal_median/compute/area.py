@@ -12,12 +12,13 @@ import numpy as np
 from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
+from temporal_median.compute.composites import Composites
 from temporal_median.compute.tile import TileStats, read_env
 from temporal_median.raster.gdal import forget_remote_files_on_transient, read_threads
-from temporal_median.raster.profiles import profile
+from temporal_median.raster.mask import check_masks, warp_masked
 from temporal_median.raster.read import check_window_type, shutdown, wait_all
 from temporal_median.raster.warp import warp_scene
-from temporal_median.raster.write import check_dest, write_bands
+from temporal_median.raster.write import check_dest
 
 
 def check_observations(observations, n_scenes: int) -> tuple[tuple[int, ...], ...]:
@@ -81,6 +82,9 @@ def compute_area_tile(
     *,
     method: str = DEFAULT_METHOD,
     max_workers: int | None = None,
+    periods: Sequence = (),
+    masks: Sequence[str] | None = None,
+    exclude: Sequence[int] = (),
 ) -> TileStats:
     """One tile of an area: every scene warped onto ``window`` of ``grid``, fused, the median.
 
@@ -101,6 +105,10 @@ def compute_area_tile(
         ``"luminance"`` or ``"per-band"``.
     max_workers : int, optional
         Warping threads; default :func:`read_threads`.
+    periods : sequence of (name, first, stop, path), optional
+        Periods' composites: runs of ``observations``, from the same reads.
+    masks, exclude : optional
+        One classification raster per scene, and the classes whose samples are dropped.
 
     Returns
     -------
@@ -120,36 +128,34 @@ def compute_area_tile(
     observations = check_observations(observations, len(urls))
     if not grid.contains(window):
         raise InvalidRequest(f"window {window.as_list()} is outside the {grid.width} x {grid.height} output grid")
-    from temporal_median.compute.median import (  # the kernels: imported only by the function that needs them
-        compute_median,
-        prepare,
-    )
+    from temporal_median.compute.median import prepare  # the kernels: imported only by the function that needs them
 
     prepare(method)
-    bands = np.zeros((4, window.height, window.width), np.uint8)
-    bytes_read, seconds_read, seconds_median = 0, 0.0, 0.0
+    masks = check_masks(masks, urls)
+    composites = Composites(window, len(observations), periods)
+    bytes_read, seconds_read = 0, 0.0
     if urls:
         t0 = time.perf_counter()
         stack = np.empty((len(urls), 3, window.height, window.width), np.uint8)
         with read_env(), ExitStack() as stack_ctx:
             pool = ThreadPoolExecutor(max_workers=read_threads(urls, max_workers), thread_name_prefix="tm-warp")
             stack_ctx.callback(shutdown, pool)
-            futures = [pool.submit(warp_scene, url, stack[t], grid, window) for t, url in enumerate(urls)]
+            if masks is None:
+                futures = [pool.submit(warp_scene, url, stack[t], grid, window) for t, url in enumerate(urls)]
+            else:
+                futures = [pool.submit(warp_masked, url, masks[t], exclude, stack[t], grid, window)
+                           for t, url in enumerate(urls)]
             wait_all(futures)
             bytes_read = sum(future.result() for future in futures)
         fused = fuse_observations(stack, observations)
-        t1 = time.perf_counter()
-        count = np.empty((window.height, window.width), np.uint16)
-        compute_median(fused, method, out=(bands[:3], count))
-        np.minimum(count, 255, out=bands[3], casting="unsafe")
-        seconds_read, seconds_median = t1 - t0, time.perf_counter() - t1
-    t0 = time.perf_counter()
-    write_bands(dest_path, bands, grid.window_transform(window), grid.crs, profile("tile"))
+        seconds_read = time.perf_counter() - t0
+        composites.add(fused, method, 0, window.height, 0, window.width)
+    seconds_write = composites.write(dest_path, grid)
     return TileStats(
         window=window,
-        valid_fraction=float(np.count_nonzero(bands[3])) / bands[3].size,
+        valid_fraction=composites.valid_fraction,
         bytes_read=bytes_read,
         seconds_read=seconds_read,
-        seconds_median=seconds_median,
-        seconds_write=time.perf_counter() - t0,
+        seconds_median=composites.seconds_median,
+        seconds_write=seconds_write,
     )

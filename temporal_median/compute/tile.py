@@ -18,8 +18,9 @@ from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
 from temporal_median.base.settings import usable_cores
+from temporal_median.compute.composites import Composites
 from temporal_median.raster.gdal import forget_remote_files_on_transient, gdal_env, read_threads
-from temporal_median.raster.profiles import profile
+from temporal_median.raster.mask import check_masks, read_masked
 from temporal_median.raster.read import (
     ReadCheck,
     Reference,
@@ -31,7 +32,7 @@ from temporal_median.raster.read import (
     shutdown,
     wait_all,
 )
-from temporal_median.raster.write import check_dest, write_bands
+from temporal_median.raster.write import check_dest
 
 
 class _BufferPool:
@@ -253,6 +254,9 @@ def compute_tile(
     method: str = DEFAULT_METHOD,
     max_workers: int | None = None,
     expected: RasterGrid | None = None,
+    periods: Sequence = (),
+    masks: Sequence[str] | None = None,
+    exclude: Sequence[int] = (),
 ) -> TileStats:
     """Read ``window`` of every scene, take the temporal median and write it as a tile COG.
 
@@ -274,6 +278,14 @@ def compute_tile(
         Reading threads; default :func:`read_threads`.
     expected : RasterGrid, optional
         The grid every scene must have (e.g. from the job manifest); default: the first scene's.
+    periods : sequence of (name, first, stop, path), optional
+        Periods' composites, each the median of the run ``urls[first:stop]`` written to ``path``,
+        from the same reads (see :class:`~temporal_median.compute.composites.Composites`).
+    masks : sequence of str, optional
+        One classification raster per scene (e.g. Sentinel-2's SCL); samples whose class is in
+        ``exclude`` are dropped (see :func:`~temporal_median.raster.warp.read_mask`).
+    exclude : sequence of int
+        The classes dropped.
 
     Returns
     -------
@@ -288,16 +300,15 @@ def compute_tile(
     urls = check_urls(urls)
     check_window_type(window)
     check_dest(dest_path)
-    from temporal_median.compute.median import (  # the kernels: imported only by the function that needs them
-        compute_median,
-        prepare,
-    )
+    masks = check_masks(masks, urls)
+    from temporal_median.compute.median import prepare  # the kernels: imported only by the function that needs them
 
     # Choose the kernels now: an unusable library is known before anything is read.
     prepare(method)
 
     n = len(urls)
-    seconds_read = seconds_median = 0.0
+    composites = Composites(window, n, periods)
+    seconds_read = 0.0
     t_start = time.perf_counter()
     with read_env(), ExitStack() as stack:
         pool = ThreadPoolExecutor(max_workers=read_threads(urls, max_workers), thread_name_prefix="tm-read")
@@ -320,18 +331,17 @@ def compute_tile(
         buffers = [_BUFFERS.take(largest) for _ in range(2 if double else 1)]
         for buffer in buffers:
             stack.callback(_BUFFERS.give, buffer)
-        # The tile's four bands, filled in place: the median writes R, G, B into bands 1-3.
-        bands = np.empty((4, window.height, window.width), np.uint8)
-        rgb = bands[:3]
-        count = np.empty((window.height, window.width), np.uint16)
-
         def submit(index: int) -> tuple[np.ndarray, list[Future]]:
             r0, r1, c0, c1 = chunks[index]
             flat = buffers[index % len(buffers)]
             chunk_stack = flat[: n * 3 * (r1 - r0) * (c1 - c0)].reshape(n, 3, r1 - r0, c1 - c0)
             box = (window.col_off + c0, window.row_off + r0, c1 - c0, r1 - r0)
             first = check if index == 0 else None
-            futures = [pool.submit(read_scene, url, box, chunk_stack[t], first) for t, url in enumerate(urls)]
+            if masks is None:
+                futures = [pool.submit(read_scene, url, box, chunk_stack[t], first) for t, url in enumerate(urls)]
+            else:
+                futures = [pool.submit(read_masked, url, masks[t], exclude, grid, box, chunk_stack[t], first)
+                           for t, url in enumerate(urls)]
             return chunk_stack, futures
 
         pending = submit(0)
@@ -347,31 +357,22 @@ def compute_tile(
             # allocate theirs: with 1024-pixel input blocks the read buffer alone is 648 of 768 MiB.
             _trim_heap()
             t1 = time.perf_counter()
-            compute_median(chunk_stack, method, out=(rgb[:, r0:r1, c0:c1], count[r0:r1, c0:c1]))
-            t2 = time.perf_counter()
+            composites.add(chunk_stack, method, r0, r1, c0, c1)
             if len(buffers) == 1 and index + 1 < len(chunks):
                 pending = submit(index + 1)
             seconds_read += t1 - t0
-            seconds_median += t2 - t1
         bytes_read = sum(future.result() for future in first_futures)
 
-    t0 = time.perf_counter()
-    # The kernels give RGB 0 exactly where the count is 0, as write_tile checks: no need to.
-    np.minimum(count, 255, out=bands[3], casting="unsafe")
-    options = profile("tile")
-    if 2 * largest <= CHUNK_BYTES:
-        # Compress on every core (the others idle now): 30-32 ms instead of 39-47 ms for a 1024
-        # tile on 2 cores, for about 20 MiB of compression buffers; not when the read buffer
-        # (kept for the next tile) already takes more than half the memory budget.
-        options["num_threads"] = "ALL_CPUS"
-    write_bands(dest_path, bands, grid.window_transform(window), grid.crs, options)
-    seconds_write = time.perf_counter() - t0
+    # Compress on every core (the others idle now): 30-32 ms instead of 39-47 ms for a 1024
+    # tile on 2 cores, for about 20 MiB of compression buffers; not when the read buffer
+    # (kept for the next tile) already takes more than half the memory budget.
+    seconds_write = composites.write(dest_path, grid, threads="ALL_CPUS" if 2 * largest <= CHUNK_BYTES else None)
     return TileStats(
         window=window,
-        valid_fraction=float(np.count_nonzero(count)) / count.size,
+        valid_fraction=composites.valid_fraction,
         bytes_read=bytes_read,
         seconds_read=seconds_read,
-        seconds_median=seconds_median,
+        seconds_median=composites.seconds_median,
         seconds_write=seconds_write,
     )
 

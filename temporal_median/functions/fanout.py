@@ -13,6 +13,7 @@ from temporal_median.base.clock import isoformat, parse_time, utcnow
 from temporal_median.base.errors import (
     GridMismatch,
     InputUnreadable,
+    InvalidRequest,
     JobConflict,
     JobNotFound,
     NoInputs,
@@ -24,7 +25,9 @@ from temporal_median.base.logs import get_logger
 from temporal_median.base.settings import Settings
 from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
 from temporal_median.job.manifest import Manifest
-from temporal_median.job.paths import JobPaths, parse_attempt_object, parse_error_object
+from temporal_median.job.masks import is_mask_name
+from temporal_median.job.paths import JobPaths, ResultPaths, parse_attempt_object, parse_error_object
+from temporal_median.job.periods import Period, periods_between
 from temporal_median.job.request import JobRequest
 from temporal_median.scenes.scene import Scene
 from temporal_median.scenes.selection import SelectionResult, select
@@ -54,6 +57,7 @@ def list_inputs(request: JobRequest, settings: Settings) -> tuple[str, ...]:
             str(info.url)
             for info in storage.list_objects(prefix)
             if info.url.key.lower().endswith(INPUT_SUFFIXES) and "/" not in info.url.key[len(prefix.key) :].strip("/")
+            and not is_mask_name(info.url.key)
         ]
     else:
         if not os.path.isdir(location):
@@ -61,7 +65,7 @@ def list_inputs(request: JobRequest, settings: Settings) -> tuple[str, ...]:
         found = sorted(
             path
             for path in glob.glob(os.path.join(glob.escape(location), "*"))
-            if path.lower().endswith(INPUT_SUFFIXES) and os.path.isfile(path)
+            if path.lower().endswith(INPUT_SUFFIXES) and os.path.isfile(path) and not is_mask_name(path)
         )
     found.sort(key=lambda url: url.rsplit("/", 1)[-1])
     if not found:
@@ -117,6 +121,8 @@ class StartResult:
             "manifest": str(paths.manifest),
             "tiles_location": str(paths.tiles),
             "results": str(self.manifest.results),
+            "periods": [p.name for p in self.manifest.periods],
+            "empty_periods": [p["name"] for p in self.manifest.selection.get("empty_periods", [])],
         }
 
 
@@ -131,6 +137,9 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     dropped = [d.to_dict() for d in chosen.dropped]
     if layout is not None:
         dropped += [{**s.to_dict(), "reason": "footprint outside the area"} for s in layout.outside]
+    scenes = layout.scenes if layout is not None else chosen.kept
+    periods, days, empty = _periods(request, scenes)
+    masks = tuple(request.mask.url_of(scene, _exists) for scene in scenes) if request.mask else None
     job_id = request.derive_job_id(datasets)
     paths = JobPaths.of(settings.work_url, job_id)
     manifest = Manifest(
@@ -147,8 +156,14 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
             "criteria": request.selection.to_dict(),
             **chosen.to_dict(),
             "dropped": dropped,
+            # Periods with no scene have no composite: reported here, not an error.
+            "empty_periods": [p.to_dict() for p in empty],
         },
         area=layout.to_dict(request.area) if layout else None,
+        periods=periods,
+        days=days,
+        masks=masks,
+        exclude=request.mask.exclude if request.mask else (),
     )
     if not storage.create_json(paths.manifest, manifest.to_dict()):
         existing = Manifest.from_dict(storage.read_json(paths.manifest) or {})
@@ -165,7 +180,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
             parsed = parse(info.url.key)
             if parsed and parsed[0] in missing:
                 storage.delete(info.url)
-    if not missing and not storage.exists(manifest.results.record):
+    if not missing and not storage.exists(manifest.results.collection):
         # Every tile is there but no mosaic (it was cancelled or failed): the marker's finalize
         # event makes mosaic look again.
         storage.put_json(paths.resume, {"time": isoformat(utcnow())})
@@ -175,6 +190,26 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
         extra={"job_id": job_id, "fields": {"tiles": len(grid), "published": len(missing), "already_done": len(done)}},
     )
     return StartResult(manifest, len(missing), len(done))
+
+
+def _periods(request: JobRequest, scenes) -> tuple[tuple[Period, ...], tuple[str, ...], tuple[Period, ...]]:
+    """The job's periods with scenes, each scene's acquisition day (UTC), and the periods without."""
+    if request.periods == "year":
+        return (), (), ()
+    undated = [scene.name for scene in scenes if scene.datetime is None]
+    if undated:
+        raise InvalidRequest(f"'periods' needs every scene's acquisition time; {len(undated)} have none: {undated[0]}, ...")
+    days = [scene.datetime.date() for scene in scenes]
+    every = periods_between(request.periods, min(days), max(days))
+    kept = tuple(p for p in every if any(p.holds(day) for day in days))
+    return kept, tuple(day.isoformat() for day in days), tuple(p for p in every if p not in kept)
+
+
+def _exists(url: str) -> bool:
+    """Whether a plain file's sidecar (a mask) is there: local, gs://; an https:// one is tried by the reads."""
+    if url.startswith("gs://"):
+        return storage.exists(GsUrl.parse(url))
+    return url.startswith("https://") or os.path.isfile(url)
 
 
 def _place(chosen: SelectionResult, request: JobRequest, settings: Settings):
@@ -270,7 +305,10 @@ def job_status(job_id: str, settings: Settings) -> dict:
     record_url = results.record
     record = storage.read_json(record_url)
     mosaic_error = storage.read_json(paths.mosaic_error)
-    if record is not None:
+    periods = {p.name: _period_status(manifest, paths, p.name) for p in manifest.periods}
+    mosaic_error = mosaic_error or next((s["error"] for s in periods.values() if s["error"]), None)
+    published = record is not None and storage.exists(results.collection)
+    if published and all(s["state"] == "complete" for s in periods.values()):
         state = "complete"
     elif cancelled is not None:
         state = "cancelled"
@@ -302,6 +340,22 @@ def job_status(job_id: str, settings: Settings) -> dict:
             "quicklook": str(results.quicklook),
             "figures": record,
         },
+        "periods": periods,
+        "empty_periods": [p["name"] for p in manifest.selection.get("empty_periods", [])],
+    }
+
+
+def _period_status(manifest: Manifest, paths: JobPaths, name: str) -> dict:
+    """One period's composite: its tiles written, and its mosaic's state and results."""
+    results = ResultPaths.of(manifest.output, manifest.job_id, name)
+    complete = storage.exists(results.record)
+    error = None if complete else storage.read_json(paths.mosaic_error_of(name))
+    return {
+        "state": "complete" if complete else ("error" if error else "pending"),
+        "tiles_done": sum(1 for _ in storage.list_objects(paths.tiles_of(name))),
+        "error": error,
+        "cog": str(results.cog),
+        "record": str(results.record),
     }
 
 

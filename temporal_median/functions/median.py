@@ -59,7 +59,7 @@ def handle_delivery(delivery: Delivery, settings: Settings) -> str:
         if message.work.rstrip("/") != settings.work_url.rstrip("/"):
             # A message may only write where this deployment keeps its tiles.
             raise MalformedMessage(f"message work location {message.work} is not {settings.work_url}")
-        for url in message.datasets:
+        for url in (*message.datasets, *(message.masks or ())):
             # Local paths only where they were allowed (the local cloud), whoever published.
             check_input_url(url, settings.allow_local_paths)
     except (MalformedMessage, InvalidRequest) as exc:
@@ -180,24 +180,15 @@ def _compute_and_upload(message: WindowMessage, settings: Settings, started: flo
     workdir = tempfile.mkdtemp(prefix=f"tile-{message.tile}-")
     try:
         path = os.path.join(workdir, f"{message.tile}.tif")
+        # Each period's tile beside the whole range's, from the same reads.
+        periods = [(name, first, stop, os.path.join(workdir, f"{name}.tif")) for name, first, stop in message.periods]
+        options = dict(method=message.method, max_workers=settings.read_threads or None, periods=periods,
+                       masks=message.masks, exclude=message.exclude)
         if message.observations is None:
-            stats = compute_tile(
-                list(message.datasets),
-                message.window,
-                path,
-                method=message.method,
-                max_workers=settings.read_threads or None,
-                expected=message.raster,
-            )
+            stats = compute_tile(list(message.datasets), message.window, path, expected=message.raster, **options)
         else:
             stats = compute_area_tile(
-                list(message.datasets),
-                message.observations,
-                message.raster,
-                message.window,
-                path,
-                method=message.method,
-                max_workers=settings.read_threads or None,
+                list(message.datasets), message.observations, message.raster, message.window, path, **options
             )
         metadata = {
             "bytes_read": str(stats.bytes_read),
@@ -209,6 +200,9 @@ def _compute_and_upload(message: WindowMessage, settings: Settings, started: flo
             "seconds": f"{time.monotonic() - started:.3f}",
         }
         # Create-only: a concurrent delivery of the same window cannot overwrite or tear the tile.
+        # The periods' tiles first, the whole range's last: its presence means the window is done.
+        for name, _, _, local in periods:
+            storage.create_file(GsUrl.parse(message.period_tile(name)), local, "image/tiff", metadata=metadata)
         created = storage.create_file(GsUrl.parse(message.destination), path, "image/tiff", metadata=metadata)
         return created, stats
     finally:

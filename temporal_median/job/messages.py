@@ -12,7 +12,7 @@ from temporal_median.base.errors import InvalidRequest, MalformedMessage
 from temporal_median.base.grid import RasterGrid, TileId, Window
 from temporal_median.base.methods import check_method
 from temporal_median.job.ids import check_job_id
-from temporal_median.job.paths import JobPaths
+from temporal_median.job.paths import JobPaths, check_period_name
 
 MESSAGE_VERSION = 1
 
@@ -35,6 +35,16 @@ class WindowMessage:
     #: An area's window: ``datasets`` grouped per acquisition (consecutive runs of indices),
     #: warped onto ``raster``, the output grid. None: every dataset is on ``raster`` as it is.
     observations: tuple | None = None
+    #: Composites besides the whole range: (name, first, stop), each the median of the run
+    #: ``[first, stop)`` of the samples (datasets, or observations), written to its own tile.
+    periods: tuple = ()
+    #: Cloud masks: a classification raster per dataset, and the classes whose samples drop.
+    masks: tuple | None = None
+    exclude: tuple = ()
+
+    def period_tile(self, name: str) -> str:
+        """Where a period's tile of this window goes."""
+        return str(JobPaths.of(self.work, self.job_id).tile(self.tile, name))
 
     def to_bytes(self) -> bytes:
         """The message data: compact JSON, a superset of the course's payload."""
@@ -50,6 +60,8 @@ class WindowMessage:
                 "work": self.work,
                 "raster": self.raster.to_dict() if self.raster else {},
                 **({"observations": [list(g) for g in self.observations]} if self.observations is not None else {}),
+                **({"periods": [list(p) for p in self.periods]} if self.periods else {}),
+                **({"masks": list(self.masks), "exclude": list(self.exclude)} if self.masks is not None else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -88,6 +100,9 @@ class WindowMessage:
                 work=str(body["work"]),
                 raster=RasterGrid.from_dict(body["raster"]) if body.get("raster") else None,
                 observations=observations,
+                periods=_periods(body.get("periods"), len(observations) if observations is not None else len(datasets)),
+                masks=_masks(body.get("masks"), datasets),
+                exclude=tuple(body.get("exclude") or ()),
             )
         except KeyError as exc:
             raise MalformedMessage(f"message data lacks {exc}") from None
@@ -112,6 +127,27 @@ def _observations(value, datasets) -> tuple | None:
     if flat != list(range(count)):
         raise MalformedMessage(f"'observations' must group the {count} datasets' indices in consecutive runs")
     return tuple(tuple(group) for group in value)
+
+
+def _periods(value, n: int) -> tuple:
+    """A window's period runs: [name, first, stop] with 0 <= first <= stop <= n, names unique."""
+    if value is None:
+        return ()
+    try:
+        runs = tuple((check_period_name(name), int(first), int(stop)) for name, first, stop in value)
+    except (TypeError, ValueError, InvalidRequest) as exc:
+        raise MalformedMessage(f"'periods' must be [name, first, stop] runs: {exc}") from None
+    if len({name for name, _, _ in runs}) != len(runs) or not all(0 <= a <= b <= n for _, a, b in runs):
+        raise MalformedMessage(f"'periods' must be distinct runs inside the {n} samples, got {value!r}")
+    return runs
+
+
+def _masks(value, datasets) -> tuple | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != len(datasets) or not all(isinstance(m, str) and m for m in value):
+        raise MalformedMessage("'masks' must be one URL per dataset")
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.grid import TileId
 from temporal_median.base.storage import GsUrl
 from temporal_median.job.ids import check_job_id
@@ -33,8 +34,24 @@ class JobPaths:
     def tiles(self) -> GsUrl:
         return GsUrl(self.work.bucket, self.root.join("tiles").key + "/")
 
-    def tile(self, tile: TileId) -> GsUrl:
-        return self.root.join("tiles", f"{tile}.tif")
+    def tile(self, tile: TileId, period: str | None = None) -> GsUrl:
+        """A window's tile: the whole range's, or a period's (``periods/<period>/tiles/``)."""
+        return self.composite(period).join("tiles", f"{tile}.tif")
+
+    def composite(self, period: str | None) -> GsUrl:
+        """Where one composite's objects live: the job's root, or ``periods/<period>/``."""
+        return self.root if period is None else self.root.join("periods", check_period_name(period))
+
+    def tiles_of(self, period: str | None) -> GsUrl:
+        """Prefix of one composite's tiles."""
+        return GsUrl(self.work.bucket, self.composite(period).join("tiles").key + "/")
+
+    def lock_of(self, period: str | None) -> GsUrl:
+        """One composite's mosaic lock: each period's mosaic is an invocation of its own."""
+        return self.composite(period).join("mosaic.lock")
+
+    def mosaic_error_of(self, period: str | None) -> GsUrl:
+        return self.composite(period).join("mosaic-error.json")
 
     @property
     def errors(self) -> GsUrl:
@@ -87,8 +104,10 @@ class ResultPaths:
     root: GsUrl
 
     @classmethod
-    def of(cls, output: str, job_id: str) -> "ResultPaths":
-        return cls(GsUrl.parse(output).join(check_job_id(job_id)))
+    def of(cls, output: str, job_id: str, period: str | None = None) -> "ResultPaths":
+        """A job's results: the whole range at ``<output>/<job_id>/``, a period's in its folder there."""
+        root = GsUrl.parse(output).join(check_job_id(job_id))
+        return cls(root if period is None else root.join(check_period_name(period)))
 
     def join(self, name: str) -> GsUrl:
         return self.root.join(name)
@@ -107,20 +126,36 @@ class ResultPaths:
 
     @property
     def record(self) -> GsUrl:
-        """job.json: its presence means every other result is in place."""
+        """job.json: its presence means every other result of this composite is in place."""
         return self.join("job.json")
+
+    @property
+    def collection(self) -> GsUrl:
+        """collection.json (the job's STAC collection, assembly/catalog.py): written last of all."""
+        return self.join("collection.json")
 
     def __str__(self) -> str:
         return str(self.root)
 
 
-_TILE_OBJECT = re.compile(r"^(?P<prefix>.*)jobs/(?P<job>[a-z0-9][a-z0-9-]{2,62})/tiles/(?P<tile>r\d{3,}_c\d{3,})\.tif$")
+_TILE_OBJECT = re.compile(
+    r"^(?P<prefix>.*)jobs/(?P<job>[a-z0-9][a-z0-9-]{2,62})/(periods/(?P<period>[0-9A-Za-z_-]{1,40})/)?"
+    r"tiles/(?P<tile>r\d{3,}_c\d{3,})\.tif$"
+)
+_PERIOD_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$")
+
+
+def check_period_name(name: str) -> str:
+    """``name`` if it can name a period's folder (letters, digits, '-', '_'), else InvalidRequest."""
+    if not isinstance(name, str) or not _PERIOD_NAME.match(name):
+        raise InvalidRequest(f"not a period name: {name!r}")
+    return name
 _ERROR_OBJECT = re.compile(r"^(?P<tile>r\d{3,}_c\d{3,})\.(?P<kind>permanent|attempt-(?P<attempt>\d+))\.json$")
 _ATTEMPT_OBJECT = re.compile(r"^(?P<tile>r\d{3,}_c\d{3,})\.(?P<attempt>\d{3,})\.json$")
 
 
-def parse_tile_object(work: GsUrl, bucket: str, name: str) -> tuple[str, TileId] | None:
-    """(job id, tile id) if ``gs://bucket/name`` is a tile of a job under ``work``, else None."""
+def parse_tile_object(work: GsUrl, bucket: str, name: str) -> tuple[str, TileId, str | None] | None:
+    """(job id, tile id, period or None) if ``gs://bucket/name`` is a tile of a job under ``work``, else None."""
     if bucket != work.bucket:
         return None
     match = _TILE_OBJECT.match(name)
@@ -129,7 +164,7 @@ def parse_tile_object(work: GsUrl, bucket: str, name: str) -> tuple[str, TileId]
     expected_prefix = f"{work.key.strip('/')}/" if work.key.strip("/") else ""
     if match.group("prefix") != expected_prefix:
         return None
-    return match.group("job"), TileId.parse(match.group("tile"))
+    return match.group("job"), TileId.parse(match.group("tile")), match.group("period")
 
 
 def parse_error_object(name: str) -> tuple[TileId, int | None] | None:

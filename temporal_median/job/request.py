@@ -13,10 +13,12 @@ from temporal_median.base.settings import Settings
 from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
 from temporal_median.job.area import AREA_KEYS, Area
 from temporal_median.job.ids import check_input_url, check_job_id
+from temporal_median.job.masks import Mask
+from temporal_median.job.periods import check_periods
 from temporal_median.scenes.selection import Selection
 from temporal_median.scenes.stac import StacInput
 
-_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud", *AREA_KEYS}
+_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud", "periods", "mask", *AREA_KEYS}
 
 
 def _check_inputs(inputs, settings: Settings) -> str | tuple[str, ...]:
@@ -56,6 +58,10 @@ class JobRequest:
     selection: Selection = field(default_factory=Selection)
     #: The output grid asked for (bbox or intersects, crs, resolution), else None.
     area: Area | None = None
+    #: Composites besides the whole range: "year" (none), "month", "quarter", "season", or ranges.
+    periods: str | tuple = "year"
+    #: The classification asset whose classes drop samples (cloud masks), else None.
+    mask: Mask | None = None
 
     @classmethod
     def from_json(cls, body, settings: Settings) -> "JobRequest":
@@ -92,15 +98,20 @@ class JobRequest:
         if job_id is not None:
             check_job_id(job_id)
         area = Area.from_request(body)
-        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection, area)
+        periods, mask = check_periods(body.get("periods")), Mask.from_request(body.get("mask"))
+        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection, area, periods, mask)
 
     def derive_job_id(self, datasets: tuple[str, ...]) -> str:
         """The given job id, or one derived from the listed inputs and the parameters (idempotent POSTs)."""
         if self.job_id:
             return self.job_id
         fields = {"datasets": list(datasets), "tile_size": self.tile_size, "method": self.method, "output": self.output}
+        # Only when given: the ids of jobs without them stay what they were.
         if self.area is not None:
-            # Only when given: the ids of jobs without an area stay what they were.
             fields["area"] = self.area.to_dict()
+        if self.periods != "year":
+            fields["periods"] = self.periods if isinstance(self.periods, str) else [f"{s}/{e}" for s, e in self.periods]
+        if self.mask is not None:
+            fields["mask"] = self.mask.to_dict()
         key = json.dumps(fields, sort_keys=True)
         return "job-" + hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -110,7 +110,14 @@ def scene_from_item(item: dict, asset: str = DEFAULT_ASSET, base: str | None = N
     else:
         cover, source = None, None
     platform = props.get("platform") if isinstance(props.get("platform"), str) and props.get("platform") else None
-    return Scene(url, moment or time_from_name(url), cover, source, item_id, platform, _wgs84_bbox(item))
+    assets = []
+    for key in item.get("assets") or {}:
+        if isinstance(key, str) and key != asset:
+            try:
+                assets.append((key, asset_href(item, key, base)))
+            except InvalidRequest:
+                pass  # an asset we could not read (s3:// only, no href): not one a job can use
+    return Scene(url, moment or time_from_name(url), cover, source, item_id, platform, _wgs84_bbox(item), tuple(assets))
 
 
 def _wgs84_bbox(item: dict) -> tuple | None:

@@ -86,6 +86,8 @@ class Scene:
     item_id: str | None = None
     platform: str | None = None
     bbox: tuple | None = None
+    #: The item's other assets we can read, as (key, href) pairs: e.g. its SCL mask.
+    assets: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.url, str) or not self.url:

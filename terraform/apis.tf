@@ -7,12 +7,13 @@
 # data.google_project call the Resource Manager API
 # (https://cloud.google.com/resource-manager/reference/rest/v1/projects/setIamPolicy).
 # serviceusage.googleapis.com, which enables the others, is on in every project and cannot be
-# enabled through itself, so it is not listed.
+# enabled through itself, so it is not listed. cloudquotas: quota.tf reads Cloud Run's quotas.
 locals {
   apis = toset([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudquotas.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",

@@ -108,6 +108,8 @@ resource "google_cloudfunctions2_function" "fanout" {
     google_project_service.apis,
     # The build account's grants, and the wait for them to propagate (iam.tf, issue 11).
     time_sleep.build_iam_propagation,
+    # Stops before any build when a function would exceed Cloud Run's regional quota (quota.tf).
+    terraform_data.run_quota,
   ]
 }
 
@@ -152,6 +154,8 @@ resource "google_cloudfunctions2_function" "median" {
     google_project_service.apis,
     # The build account's grants, and the wait for them to propagate (iam.tf, issue 11).
     time_sleep.build_iam_propagation,
+    # Stops before any build when a function would exceed Cloud Run's regional quota (quota.tf).
+    terraform_data.run_quota,
   ]
 }
 
@@ -208,5 +212,7 @@ resource "google_cloudfunctions2_function" "mosaic" {
     # The build account's grants, and the wait for them to propagate (iam.tf, issue 11).
     time_sleep.build_iam_propagation,
     time_sleep.service_agent_iam_propagation,
+    # Stops before any build when a function would exceed Cloud Run's regional quota (quota.tf).
+    terraform_data.run_quota,
   ]
 }

@@ -121,10 +121,21 @@ variable "fanout_memory" {
   }
 }
 
+# Max instances: Cloud Run checks max instances x CPU and x memory of a service against the
+# region's allocation quotas when it creates the service, and refuses it otherwise ("Max instances
+# must be set to N or fewer to set the requested total CPU", "For the specified value, maxScale
+# may not exceed 10"); new projects have been seen with 20 vCPU and 40 GiB
+# (https://github.com/googlecodelabs/feedback/issues/1856: "CpuAllocPerProjectRegion ... allowed:
+# 20000", "MemAllocPerProjectRegion ... allowed: 42949672960";
+# https://github.com/firebase/firebase-tools/pull/5867). The defaults fit that with all three
+# functions at their maximum at once: fanout 2 x (1 vCPU, 1 GiB) + median 12 x (1 vCPU, 2 GiB) +
+# mosaic 3 x (2 vCPU, 4 GiB) = 20 vCPU, 38 GiB. With more quota, raise median_max_instances (the
+# course used 50): quota.tf checks every function against the region's quota before any is
+# created, and warns when all of them together exceed it.
 variable "fanout_max_instances" {
   type        = number
-  description = "Most fanout instances at once."
-  default     = 5
+  description = "Most fanout instances at once (each 1 vCPU and fanout_memory). Counts against Cloud Run's regional CPU and memory quotas (see quota.tf)."
+  default     = 2
 
   validation {
     condition     = var.fanout_max_instances >= 1 && var.fanout_max_instances <= 100 && floor(var.fanout_max_instances) == var.fanout_max_instances
@@ -173,8 +184,8 @@ variable "median_cpu" {
 
 variable "median_max_instances" {
   type        = number
-  description = "Most median workers at once (the course used 50). A granule has 121 windows; each instance holds one window at a time."
-  default     = 50
+  description = "Most median workers at once. A granule has 121 windows; each instance holds one window at a time. 12 fits a new project's Cloud Run quota (20 vCPU, 40 GiB per region) next to fanout and mosaic; the course used 50, which needs 50 vCPU and 100 GiB of quota with the default median_cpu and median_memory (quota.tf checks it)."
+  default     = 12
 
   validation {
     condition     = var.median_max_instances >= 1 && var.median_max_instances <= 1000 && floor(var.median_max_instances) == var.median_max_instances
@@ -238,8 +249,8 @@ variable "mosaic_cpu" {
 
 variable "mosaic_max_instances" {
   type        = number
-  description = "Most mosaic instances at once. Every object landing in the work bucket fires an event; most return at once, one builds the mosaic under a lock."
-  default     = 10
+  description = "Most mosaic instances at once. Every object landing in the work bucket fires an event; most return at once, one builds the mosaic under a lock, and an event refused while all are busy is retried by Eventarc. Each takes mosaic_cpu and mosaic_memory of Cloud Run's regional quotas (see quota.tf)."
+  default     = 3
 
   validation {
     condition     = var.mosaic_max_instances >= 1 && var.mosaic_max_instances <= 100 && floor(var.mosaic_max_instances) == var.mosaic_max_instances
@@ -396,6 +407,12 @@ variable "build_iam_propagation_seconds" {
   }
 }
 
+variable "run_quota_check" {
+  type        = bool
+  description = "Read Cloud Run's regional CPU and memory quotas (Cloud Quotas API) and stop before any function is built when one function's max instances would exceed them (quota.tf). Needs cloudquotas.quotas.get on the project (Owner and Editor have it); set false if your credentials cannot read quotas."
+  default     = true
+}
+
 variable "image_keep_versions" {
   type        = number
   description = "Most recent image versions the functions' Artifact Registry repository keeps per image, whatever their age (the deployed image is the newest of its function)."
@@ -407,7 +424,6 @@ variable "image_keep_versions" {
   }
 }
 
-
 variable "image_retention_days" {
   type        = number
   description = "Days after which an image version beyond the image_keep_versions most recent is deleted from the functions' Artifact Registry repository."
@@ -418,4 +434,3 @@ variable "image_retention_days" {
     error_message = "image_retention_days must be a whole number of days between 1 and 365."
   }
 }
-

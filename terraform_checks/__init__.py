@@ -9,7 +9,8 @@
 # * iam       reads IAM members and grants, and checks the Pub/Sub agent's Token Creator grants;
 # * builds    checks the build account reads the sources wherever Cloud Functions copies them,
 #             and that every function waits after its grants (issue 11);
-# * sizes     checks memory/CPU pairs against Cloud Run's table by real plans of variables.tf;
+# * sizes     checks memory/CPU pairs against Cloud Run's table by real plans of variables.tf,
+#             and the max instances against Cloud Run's regional quotas (quota.tf, planned too);
 # * schema    checks the arguments of blocks no validate can check here against the provider's;
 # * versions  checks required_version against the language features variables.tf uses;
 # * archives  rebuilds each function zip the way the hashicorp/archive provider does;

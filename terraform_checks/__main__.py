@@ -14,7 +14,13 @@ from .config import TerraformConfig
 from .iam import push_token_creator_findings
 from .schema import schema_findings
 from .security import public_member_findings
-from .sizes import memory_cpu_findings, memory_cpu_pairs
+from .sizes import (
+    NEW_PROJECT_QUOTA,
+    memory_cpu_findings,
+    memory_cpu_pairs,
+    quota_findings,
+    quota_plan_findings,
+)
 from .versions import version_findings
 
 
@@ -48,6 +54,10 @@ def main() -> int:
         pairs = sum(len(p) for p in memory_cpu_pairs(config).values())
         findings = memory_cpu_findings(config, module)
     print(f"memory/cpu: {pairs} pairs planned, {len(findings)} disagree with Cloud Run {findings}")
+    problems += bool(findings)
+    with tempfile.TemporaryDirectory() as tmp:
+        findings = quota_findings(config) + quota_plan_findings(config.directory, tmp)
+    print(f"quota: defaults within a new project's {NEW_PROJECT_QUOTA[0]:g} vCPU / {NEW_PROJECT_QUOTA[1]:g} GiB: {len(findings)} problem(s) {findings}")
     problems += bool(findings)
     report = run_checkov()
     print(f"checkov {report.version}: passed={report.passed} failed={report.failed} skipped={report.skipped} parsing_errors={report.parsing_errors}")

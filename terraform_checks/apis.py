@@ -43,8 +43,11 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
         "eventarc.googleapis.com",
         "pubsub.googleapis.com",
     ),
+    # quota.tf: services.quotaInfos.get of the Cloud Quotas API.
+    "data.google_cloud_quotas_quota_info": ("cloudquotas.googleapis.com",),
     # Local to Terraform: no Google API.
     "time_sleep": (),
+    "terraform_data": (),
     "data.archive_file": (),
 }
 

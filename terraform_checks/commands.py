@@ -44,6 +44,28 @@ def variables_module(source: Path | str, target: Path | str) -> Path:
     return target
 
 
+#: quota.tf's one provider-backed block, which :func:`quota_module` replaces by a variable.
+QUOTA_DATA = "data.google_cloud_quotas_quota_info.run"
+
+
+def quota_module(source: Path | str, target: Path | str) -> Path:
+    """:func:`variables_module` plus ``source``'s quota.tf, its quota data source replaced by a
+    variable ``run_quota_infos`` (a map like the data source's instances: ``cpu``/``memory`` ->
+    ``{dimensions_infos = [...]}``), so its locals, preconditions and checks plan offline."""
+    target = variables_module(source, target)
+    text = (Path(source) / "quota.tf").read_text()
+    header = f'data "{QUOTA_DATA.split(".")[1]}" "{QUOTA_DATA.split(".")[2]}" {{'
+    start = text.index(header)
+    end = text.index("\n}\n", start) + 3
+    if QUOTA_DATA in text[start:end] or text.count(header) != 1:
+        raise ValueError(f"quota.tf: cannot cut out {QUOTA_DATA}")
+    text = text[:start] + text[end:]
+    text = text.replace(QUOTA_DATA, "{ for k, v in var.run_quota_infos : k => v if var.run_quota_check }")
+    stub = 'variable "run_quota_infos" {\n  type    = any\n  default = {}\n}\n'
+    (target / "quota.tf").write_text(stub + text)
+    return target
+
+
 def plan_variables(module: Path | str, **variables: Any) -> tuple[int, str]:
     """Real ``terraform plan`` of a :func:`variables_module`: (exit code, output)."""
     values = dict(BASE_VARIABLES)

@@ -58,6 +58,7 @@ class TerraformConfig:
     locals: Mapping[str, Any] = field(default_factory=dict)
     terraform: tuple[dict, ...] = ()
     providers: tuple[tuple[str, dict], ...] = ()
+    checks: Mapping[str, dict] = field(default_factory=dict)
     comments: tuple[str, ...] = ()
 
     @classmethod
@@ -77,6 +78,7 @@ class TerraformConfig:
         local_values: dict[str, Any] = {}
         terraform: list[dict] = []
         providers: list[tuple[str, dict]] = []
+        checks: dict[str, dict] = {}
         comments: list[str] = []
 
         def put(table: dict, key: Any, body: dict, path: Path) -> None:
@@ -96,7 +98,7 @@ class TerraformConfig:
                     for rtype, named in block_.items():
                         for name, body in named.items():
                             put(table, (unquote(rtype), unquote(name)), _clean(body), path)
-            for kind, table in (("variable", variables), ("output", outputs)):
+            for kind, table in (("variable", variables), ("output", outputs), ("check", checks)):
                 for block_ in raw.get(kind, []):
                     for name, body in block_.items():
                         put(table, unquote(name), _clean(body), path)
@@ -116,6 +118,7 @@ class TerraformConfig:
             locals=local_values,
             terraform=tuple(terraform),
             providers=tuple(providers),
+            checks=checks,
             comments=tuple(comments),
         )
 

@@ -1,4 +1,4 @@
-"""Memory and CPU: Cloud Run's table, checked against variables.tf by real ``terraform plan``s."""
+"""Memory, CPU and instances: Cloud Run's table (real ``terraform plan``s) and regional quotas."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from temporal_median.base.units import memory_gib
 
-from .commands import plan_variables
+from .commands import plan_variables, quota_module
 from .config import TerraformConfig, block
 
 
@@ -91,4 +91,76 @@ def memory_cpu_findings(
                 verdict = "passes" if planned else "fails"
                 cloud = "accepts" if expected else "refuses"
                 findings.append(f"{name}: memory {memory} with cpu {cpu}: plan {verdict}, Cloud Run {cloud}")
+    return findings
+
+
+# ---- regional quotas: what the defaults ask of a new project -----------------------------------
+
+#: Cloud Run's regional CPU (vCPU) and memory (GiB) allocation quotas seen on new projects
+#: (https://github.com/googlecodelabs/feedback/issues/1856: CpuAllocPerProjectRegion 20000
+#: milli-vCPU, MemAllocPerProjectRegion 42949672960 bytes).
+NEW_PROJECT_QUOTA = (20.0, 40.0)
+
+
+def _default(config: TerraformConfig, expression: object) -> object:
+    """A ``${var.x}`` expression's default value, or a literal as is."""
+    match = re.fullmatch(r"\$\{var\.(\w+)\}", str(expression))
+    if not match:
+        if "${" in str(expression):
+            raise ValueError(f"cannot evaluate {expression!r} with the defaults")
+        return expression
+    return config.variables[match.group(1)]["default"]
+
+
+def quota_requests(config: TerraformConfig) -> dict[str, tuple[int, float, float]]:
+    """For each function, with the variables' defaults: (max instances, vCPU, GiB) it asks of
+    the regional quotas, max instances x its instance's CPU and memory."""
+    requests = {}
+    for name, body in config.of_type("google_cloudfunctions2_function").items():
+        service = block(body, "service_config")
+        instances = int(_default(config, service["max_instance_count"]))
+        cpu = float(_default(config, service["available_cpu"]))
+        gib = memory_gib(str(_default(config, service["available_memory"])))
+        requests[name] = (instances, instances * cpu, instances * gib)
+    return requests
+
+
+def quota_findings(config: TerraformConfig, quota: tuple[float, float] = NEW_PROJECT_QUOTA) -> list[str]:
+    """Where the defaults, with every function at its max instances at once, exceed ``quota``
+    (vCPU, GiB); each function's share is named."""
+    requests = quota_requests(config)
+    shares = ", ".join(f"{n} {i} instances: {c:g} vCPU, {g:g} GiB" for n, (i, c, g) in sorted(requests.items()))
+    vcpu = sum(c for _, c, _ in requests.values())
+    gib = sum(g for _, _, g in requests.values())
+    findings = []
+    if vcpu > quota[0]:
+        findings.append(f"the defaults ask {vcpu:g} vCPU at once, over {quota[0]:g} ({shares})")
+    if gib > quota[1]:
+        findings.append(f"the defaults ask {gib:g} GiB at once, over {quota[1]:g} ({shares})")
+    return findings
+
+
+def quota_infos(vcpu: float, gib: float, region: str = "europe-west1") -> dict:
+    """The two quota infos quota.tf reads, shaped like the data source's instances: ``vcpu``
+    and ``gib`` in ``region``, a generous default (200 vCPU, 400 GiB) elsewhere."""
+
+    def info(value: int, default: int) -> dict:
+        return {"dimensions_infos": [
+            {"dimensions": {"region": region}, "details": [{"value": str(value)}]},
+            {"dimensions": {}, "details": [{"value": str(default)}]},
+        ]}
+
+    return {"cpu": info(round(vcpu * 1000), 200_000), "memory": info(round(gib * 2**30), 400 * 2**30)}
+
+
+def quota_plan_findings(source: Path | str, target: Path | str, quota: tuple[float, float] = NEW_PROJECT_QUOTA) -> list[str]:
+    """Plan quota.tf for real (:func:`quota_module`) with the defaults and a project holding
+    ``quota``: its preconditions must pass and its check block must not warn."""
+    module = quota_module(source, target)
+    code, output = plan_variables(module, run_quota_infos=quota_infos(*quota))
+    findings = []
+    if code != 0:
+        findings.append(f"plan with a {quota[0]:g} vCPU / {quota[1]:g} GiB quota fails: {output[-1500:]}")
+    if "Check block assertion failed" in output:
+        findings.append(f"plan with a {quota[0]:g} vCPU / {quota[1]:g} GiB quota warns: {output[-1500:]}")
     return findings

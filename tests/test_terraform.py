@@ -522,7 +522,7 @@ def test_required_apis_are_enabled_and_kept_on_destroy(config: TerraformConfig):
     apis_block = config.resources[("google_project_service", "apis")]
     assert apis_block["disable_on_destroy"] is False
     listed = set(re.findall(r'"([a-z]+\.googleapis\.com)"', str(config.locals["apis"])))
-    assert {f"{s}.googleapis.com" for s in ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc", "pubsub", "storage", "logging", "cloudresourcemanager")} <= listed
+    assert {f"{s}.googleapis.com" for s in ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc", "pubsub", "storage", "logging", "cloudresourcemanager", "cloudquotas")} <= listed
 
 
 # ---- first apply (issue 11): APIs, build access, waits, push tokens ------------------------------
@@ -637,12 +637,10 @@ def test_the_build_wait_is_a_validated_variable_of_120_seconds(config: Terraform
     assert "iam_propagation_wait" not in str(config.resources[("time_sleep", "build_iam_propagation")])
 
 
-
 @pytest.mark.parametrize("seconds", [60, 600])
 def test_the_build_wait_bounds_are_accepted(variables_module: Path, seconds: int):
     code, output = plan(variables_module, build_iam_propagation_seconds=seconds)
     assert code == 0, output
-
 
 
 def test_the_build_account_gets_the_documented_role_on_the_sources_bucket_alone(config: TerraformConfig):
@@ -657,6 +655,128 @@ def test_the_build_account_gets_the_documented_role_on_the_sources_bucket_alone(
     assert builds.build_source_read_findings(config) == []
 
 
+# Cloud Run's regional quotas (quota.tf)
+
+
+@pytest.fixture(scope="module")
+def quota_module(tmp_path_factory) -> Path:
+    """variables.tf and quota.tf with the quota data source replaced by a variable: real plans."""
+    return commands.quota_module(TF, tmp_path_factory.mktemp("quota"))
+
+
+def plan_quota(module: Path, vcpu: float, gib: float, region: str = "europe-west1", **variables) -> tuple[int, str]:
+    return plan(module, run_quota_infos=json.dumps(sizes.quota_infos(vcpu, gib, region)), **variables)
+
+
+def test_the_quota_data_source_uses_the_providers_arguments(config: TerraformConfig):
+    """Arguments as data_source_google_cloud_quotas_quota_info.go (v6.50) declares them."""
+    data = config.data[("google_cloud_quotas_quota_info", "run")]
+    assert (data["parent"], data["service"], data["quota_id"]) == ("projects/${var.project_id}", "run.googleapis.com", "${each.value}")
+    assert "CpuAllocPerProjectRegion" in data["for_each"] and "MemAllocPerProjectRegion" in data["for_each"]
+    assert data["for_each"].startswith("${var.run_quota_check ?")
+    assert data["depends_on"] == ["${google_project_service.apis}", "${time_sleep.build_iam_propagation}"]
+    assert schema.schema_findings(config) == []
+
+
+def test_schema_check_catches_arguments_the_provider_lacks(tf_copy: Path):
+    quota = tf_copy / "quota.tf"
+    quota.write_text(quota.read_text().replace("  quota_id = each.value", "  quota    = each.value").replace("d.details[0].value", "d.details[0].values"))
+    functions = tf_copy / "functions.tf"
+    functions.write_text(functions.read_text().replace('action = "KEEP"', 'action = "RETAIN"').replace("keep_count = ", "count_kept = "))
+    findings = schema.schema_findings(TerraformConfig.load(tf_copy))
+    assert sorted(findings) == sorted([
+        "data.google_cloud_quotas_quota_info: quota is not an argument of the provider's schema",
+        "google_artifact_registry_repository.cleanup_policies.action: 'RETAIN' is not one of ['DELETE', 'KEEP']",
+        "google_artifact_registry_repository.cleanup_policies.most_recent_versions: count_kept is not an argument of the provider's schema",
+        "data.google_cloud_quotas_quota_info: a details element has no attribute values",
+    ])
+
+
+def test_every_function_waits_for_the_quota_check(config: TerraformConfig):
+    gate = config.resources[("terraform_data", "run_quota")]
+    assert len(block(gate, "lifecycle")["precondition"]) == 2
+    for name in FUNCTIONS:
+        assert "${terraform_data.run_quota}" in function(config, name)["depends_on"]
+    assert "run_quota_headroom" in config.checks
+
+
+def test_the_quota_check_sizes_are_the_functions_sizes(config: TerraformConfig):
+    """local.run_sizes reads the same variables (or literal) as each function's service_config."""
+    for name in FUNCTIONS:
+        service = block(function(config, name), "service_config")
+        size = config.locals["run_sizes"][name]
+        assert size["max_instances"] == service["max_instance_count"]
+        assert size["memory"] == service["available_memory"]
+        cpu = service["available_cpu"]
+        assert size["cpu"] == (cpu.replace("${", "${tonumber(").replace("}", ")}") if cpu.startswith("${") else int(cpu))
+
+
+def test_the_defaults_fit_a_new_projects_quota(config: TerraformConfig):
+    """All three functions at their max at once: 20 vCPU and 38 GiB, within 20 vCPU and 40 GiB."""
+    requests = sizes.quota_requests(config)
+    assert requests == {"fanout": (2, 2.0, 2.0), "median": (12, 12.0, 24.0), "mosaic": (3, 6.0, 12.0)}
+    assert sum(c for _, c, _ in requests.values()) <= 20 and sum(g for _, _, g in requests.values()) <= 40
+    assert sizes.quota_findings(config) == []
+
+
+def test_quota_defaults_check_catches_the_courses_50_instances(tf_copy: Path):
+    variables = tf_copy / "variables.tf"
+    variables.write_text(variables.read_text().replace("  default     = 12\n", "  default     = 50\n", 1))
+    findings = sizes.quota_findings(TerraformConfig.load(tf_copy))
+    assert [f.split(",")[0] for f in findings] == ["the defaults ask 58 vCPU at once", "the defaults ask 114 GiB at once"]
+    assert "median 50 instances: 50 vCPU, 100 GiB" in findings[0]
+
+
+def test_the_defaults_plan_cleanly_against_a_new_projects_quota(quota_module: Path):
+    code, output = plan_quota(quota_module, 20, 40)
+    assert code == 0, output
+    assert "Check block assertion failed" not in output
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"median_max_instances": 50}, ["median: 50 x 1 vCPU = 50 vCPU (lower median_max_instances)", "median: 50 x 2Gi = 100 GiB (lower median_max_instances)"]),
+        ({"mosaic_max_instances": 11}, ["mosaic: 11 x 2 vCPU = 22 vCPU (lower mosaic_max_instances)", "mosaic: 11 x 4Gi = 44 GiB (lower mosaic_max_instances)"]),
+        ({"fanout_max_instances": 11, "fanout_memory": "4Gi"}, ["fanout: 11 x 4Gi = 44 GiB (lower fanout_max_instances)"]),
+    ],
+)
+def test_a_function_over_the_quota_stops_the_plan_naming_its_variable(quota_module: Path, variables: dict, expected: list[str]):
+    code, output = plan_quota(quota_module, 20, 40, **variables)
+    assert code != 0
+    assert "Cloud Run would refuse to create these functions' services" in output
+    for line in expected:
+        assert line in output
+    assert ("exceeds the region's CPU allocation quota (CpuAllocPerProjectRegion in europe-west1: 20 vCPU)" in output) == ("vCPU =" in " ".join(expected))
+
+
+def test_the_quota_in_force_is_the_regions_else_the_default(quota_module: Path):
+    """The infos give 20 vCPU / 40 GiB in us-east1, 200 vCPU / 400 GiB by default (no dimensions)."""
+    infos = json.dumps(sizes.quota_infos(20, 40, "us-east1"))
+    code, output = plan(quota_module, median_max_instances=50, run_quota_infos=infos)  # europe-west1
+    assert code == 0, output
+    code, output = plan(quota_module, region="us-east1", median_max_instances=50, run_quota_infos=infos)
+    assert code != 0 and "CpuAllocPerProjectRegion in us-east1: 20 vCPU" in output
+
+
+def test_the_quota_check_can_be_turned_off(quota_module: Path):
+    code, output = plan_quota(quota_module, 20, 40, median_max_instances=50, run_quota_check="false")
+    assert code == 0, output
+    assert "Check block assertion failed" not in output
+
+
+def test_functions_together_over_the_quota_warn_without_stopping(quota_module: Path):
+    code, output = plan_quota(quota_module, 16, 40)
+    assert code == 0, output
+    assert "All three functions at their max instances at once need 20 vCPU and 38 GiB" in output
+    assert "(16 vCPU, 40 GiB)" in output
+
+
+def test_an_unreadable_quota_warns(quota_module: Path):
+    code, output = plan(quota_module, run_quota_infos="{}")
+    assert code == 0, output
+    assert "could not be read from the Cloud Quotas API" in output
+
 
 def test_the_image_repository_keeps_recent_images_and_deletes_old_ones(config: TerraformConfig):
     repository = config.resources[("google_artifact_registry_repository", "functions")]
@@ -670,17 +790,6 @@ def test_the_image_repository_keeps_recent_images_and_deletes_old_ones(config: T
     for name in FUNCTIONS:
         assert block(function(config, name), "build_config")["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
     assert schema.schema_findings(config) == []  # arguments as the provider's schema declares them
-
-
-
-def test_schema_check_catches_arguments_the_provider_lacks(tf_copy: Path):
-    functions = tf_copy / "functions.tf"
-    functions.write_text(functions.read_text().replace('action = "KEEP"', 'action = "RETAIN"').replace("keep_count = ", "count_kept = "))
-    findings = schema.schema_findings(TerraformConfig.load(tf_copy))
-    assert sorted(findings) == sorted([
-        "google_artifact_registry_repository.cleanup_policies.action: 'RETAIN' is not one of ['DELETE', 'KEEP']",
-        "google_artifact_registry_repository.cleanup_policies.most_recent_versions: count_kept is not an argument of the provider's schema",
-    ])
 
 
 # ---- function zips --------------------------------------------------------------------------------

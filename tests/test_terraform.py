@@ -778,6 +778,17 @@ def test_an_unreadable_quota_warns(quota_module: Path):
     assert "could not be read from the Cloud Quotas API" in output
 
 
+def test_resource_manager_is_enabled_before_the_first_apply(config: TerraformConfig):
+    """The provider reads the project through Resource Manager right after enabling any API and
+    does not retry a disabled service: the first deploy step enables it, apis.tf says so."""
+    text = (TF / "apis.tf").read_text()
+    assert "gcloud services enable cloudresourcemanager.googleapis.com" in text
+    assert "resource_google_project_service.go" in text and "error_retry_predicates.go" in text
+    # Kept in the list: the configuration still says it needs it, and destroy leaves it on.
+    assert "cloudresourcemanager.googleapis.com" in apis.enabled_apis(config)
+    assert "cloudresourcemanager.googleapis.com" in apis.RESOURCE_APIS["google_project_service"]
+
+
 def test_the_image_repository_keeps_recent_images_and_deletes_old_ones(config: TerraformConfig):
     repository = config.resources[("google_artifact_registry_repository", "functions")]
     assert repository["cleanup_policy_dry_run"] is False

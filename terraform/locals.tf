@@ -26,6 +26,7 @@ locals {
     TM_WORK_URL              = "gs://${google_storage_bucket.work.name}"
     TM_RESULTS_URL           = "gs://${google_storage_bucket.results.name}"
     TM_MAX_INPUTS            = tostring(var.max_inputs)
+    TM_MAX_WINDOWS           = tostring(var.max_windows)
     TM_MAX_EVENT_AGE_SECONDS = tostring(var.max_event_age_seconds)
     # median gives a window up after this many EXECUTED attempts (429 refusals by Cloud Run are
     # not counted), records it as failed and acknowledges it; fanout's status reads the same

@@ -291,6 +291,17 @@ variable "max_inputs" {
   }
 }
 
+variable "max_windows" {
+  type        = number
+  description = "TM_MAX_WINDOWS: most windows (tiles) one job's output grid may have; an area's bbox and the resolution decide how many (a granule at 1024 px tiles is 121). fanout refuses a job above it."
+  default     = 2500
+
+  validation {
+    condition     = var.max_windows >= 1 && var.max_windows <= 100000 && floor(var.max_windows) == var.max_windows
+    error_message = "max_windows must be a whole number between 1 and 100000."
+  }
+}
+
 variable "max_event_age_seconds" {
   type        = number
   description = "TM_MAX_EVENT_AGE_SECONDS: median drops window messages older than this; also the push subscription's message retention, so Pub/Sub stops retrying when median would refuse anyway."

@@ -148,6 +148,7 @@ def test_an_empty_invoker_list_is_refused(variables_module: Path):
         ("build_iam_propagation_seconds", 90.5, "between 60 and 600"),
         ("image_keep_versions", 0, "image_keep_versions must be"),
         ("image_retention_days", 366, "image_retention_days must be"),
+        ("max_windows", 0, "max_windows must be"),
         ("region", "EU", "region must be a single GCP region"),
         ("max_event_age_seconds", 60, "max_event_age_seconds must be"),
         ("mosaic_lock_seconds", 29, "between 30 and 540"),
@@ -505,6 +506,7 @@ def test_functions_get_the_environment_the_core_reads(config: TerraformConfig):
         assert settings.max_attempts == defaults["median_max_attempts"] == 5
         assert settings.mosaic_lock_seconds == defaults["mosaic_lock_seconds"] == Settings().mosaic_lock_seconds == 60
         assert (settings.max_inputs, settings.read_threads, settings.log_level) == (1000, 16, "INFO")
+        assert settings.max_windows == defaults["max_windows"] == Settings().max_windows == 2500
         assert settings.allow_local_paths is False
 
 

@@ -56,10 +56,12 @@ def test_terraform_defaults_are_the_variables_files():
         variables = {name.strip('"'): body for block in hcl2.load(f)["variable"] for name, body in block.items()}
     for variable, (_field, default) in TERRAFORM_DEFAULTS.items():
         assert str(variables[variable]["default"]).strip('"') == str(default), variable
-    deployed = Deployment.terraform()
-    assert (deployed.median_max_instances, deployed.median_concurrency, deployed.median_cpu,
-            deployed.median_memory_gib, deployed.mosaic_cpu, deployed.mosaic_memory_gib) == (12, 1, 1.0, 2.0, 2.0, 4.0)
-    assert (deployed.push_min_backoff_s, deployed.push_max_backoff_s, deployed.read_threads) == (10, 600, 16)
+    deployed = Deployment.terraform().to_dict()
+    for variable, (field, default) in TERRAFORM_DEFAULTS.items():
+        value = str(variables[variable]["default"]).strip('"')
+        assert deployed[field] == (float(value.rstrip("Gi")) if field.endswith(("_gib", "_cpu")) else int(value))
+    # The dataclass's own defaults are Terraform's too.
+    assert Deployment() == Deployment.terraform()
 
 
 @pytest.mark.parametrize("cpu, at_least, gib", [(1, 2, 2), (1, 4, 4), (2, 4, 4), (4, 1, 2), (8, 2, 4), (2, 6, 8)])
@@ -226,6 +228,17 @@ def test_planning_writes_and_publishes_nothing(sample, monkeypatch, capsys):
     assert main([str(directory), "--tile-size", "512", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["windows"] == 6 and plan["prediction"]["complete"]
-    assert plan["bytes_to_read"] > 0 and plan["deployment"]["median_max_instances"] == 12
+    assert plan["bytes_to_read"] > 0 and plan["deployment"]["median_max_instances"] == TERRAFORM_DEFAULTS["median_max_instances"][1]
     after = {p: p.stat().st_mtime_ns for p in Path(directory).rglob("*")}
     assert after == before
+
+
+def test_the_plan_loads_no_raster_library_until_it_opens_inputs():
+    # fanout may import plan_job at its top: its cold start must stay free of GDAL and numba.
+    import subprocess
+    import sys
+
+    code = ("import sys, temporal_median.plan.plan, temporal_median.plan.recommend; "
+            "print(','.join(m for m in ('rasterio', 'numba', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""

@@ -99,6 +99,8 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
                             "quicklook, headers)"),
     "mosaic_cpu_s_per_pixel": Param(5.0e-8, "CPU-s", "measured: bench/bench_sim.py, build_mosaic from local "
                                     "tiles, per output pixel"),
+    "mosaic_threads": Param(2.0, "threads", "measured: bench/bench_sim.py, build_mosaic's CPU seconds over its "
+                            "wall seconds (the cores it keeps busy)"),
     "cog_bytes_per_tile_byte": Param(1.33, "ratio", "measured: bench/bench_sim.py, the COG (tiles' blocks "
                                      "and overviews) over the tiles' bytes"),
     # -- the local cloud only (0 in the cloud) --------------------------------------------------

@@ -309,7 +309,7 @@ class _Run:
             self.building = True
             yield env.process(self._build(started))
             self.done.succeed()
-        else:
+        elif self.host is None:  # on the local cloud this stands for the emulators' share too: not billed
             self.mosaic_billed += env.now - started
 
     def _build(self, started: float):
@@ -319,7 +319,7 @@ class _Run:
         yield from self._storage(self.mosaic_net, p.mosaic_storage_requests)
         headers = env.timeout(math.ceil(len(job.windows) / _MOSAIC_HEADER_THREADS) * p.storage_latency_s)
         yield env.all_of([headers, env.process(self._storage(self.mosaic_net, 0, tile_bytes))])
-        cap = d.mosaic_cpu if self.host is None else min(2.0, d.host_cores)
+        cap = min(p.mosaic_threads, d.mosaic_cpu if self.host is None else d.host_cores)
         yield self.mosaic_cpu.run(p.mosaic_fixed_s + job.pixels * p.mosaic_cpu_s_per_pixel, cap=cap)
         self.mosaic_built = env.now
         yield from self._storage(self.mosaic_net, 3, tile_bytes * p.cog_bytes_per_tile_byte)  # COG, VRT, quicklook

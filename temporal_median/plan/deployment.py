@@ -11,7 +11,7 @@ from temporal_median.base.units import memory_gib
 #: terraform/variables.tf defaults the simulation reads, by variable name, and the Deployment
 #: field each sets (tests/test_plan.py checks them against variables.tf).
 TERRAFORM_DEFAULTS = {
-    "median_max_instances": ("median_max_instances", 50),
+    "median_max_instances": ("median_max_instances", 12),
     "median_concurrency": ("median_concurrency", 1),
     "median_cpu": ("median_cpu", "1"),
     "median_memory": ("median_memory_gib", "2Gi"),
@@ -58,7 +58,7 @@ class Deployment:
         Inputs read from Cloud Storage (True) or local files (the local cloud's samples).
     """
 
-    median_max_instances: int = 50
+    median_max_instances: int = 12
     median_min_instances: int = 0
     median_concurrency: int = 1
     median_cpu: float = 1.0

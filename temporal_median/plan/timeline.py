@@ -107,6 +107,7 @@ def draw_timeline(record: dict, path: str) -> dict:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     timeline = timeline_of(record)
     instance_rows = sorted((r for r in timeline.rows if r != REFUSED_ROW), key=lambda r: min(s for s, _, _ in timeline.rows[r]))
@@ -140,6 +141,7 @@ def draw_timeline(record: dict, path: str) -> dict:
     curve.step([0.0] + timeline.done, [0] + counts, where="post", color="#4c72b0")
     curve.set_xlim(0, timeline.end * 1.02)
     curve.set_ylim(0, max(1, len(counts)) * 1.05)
+    curve.yaxis.set_major_locator(MaxNLocator(integer=True))
     curve.set_xlabel("seconds from " + ("the POST" if record.get("posted") else "the manifest"), fontsize=8)
     curve.set_ylabel("tiles done", fontsize=8)
     curve.tick_params(labelsize=7)

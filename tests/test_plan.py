@@ -34,8 +34,9 @@ SIMPLE = Parameters().replace(
     "test", push_latency_s=0.5, cold_start_s=3.0, first_request_extra_s=0.25, storage_latency_s=0.01,
     storage_instance_Bps=50e6, decode_s_per_sample=1e-8, kernel_s_per_sample_luminance=0.0, scene_s=0.0,
     write_s_per_pixel=1e-7, request_cpu_s=0.0, event_latency_s=1.0, mosaic_event_s=0.1, mosaic_fixed_s=0.4,
-    mosaic_cpu_s_per_pixel=1e-6, tile_bytes_per_pixel=2.0, cog_bytes_per_tile_byte=1.5, fanout_fixed_s=0.1,
-    fanout_scene_s=0.001, publish_s=0.001, reads_per_scene=2, median_storage_requests=5, mosaic_storage_requests=8,
+    mosaic_cpu_s_per_pixel=1e-6, mosaic_threads=2.0, tile_bytes_per_pixel=2.0, cog_bytes_per_tile_byte=1.5,
+    fanout_fixed_s=0.1, fanout_scene_s=0.001, publish_s=0.001, reads_per_scene=2, median_storage_requests=5,
+    mosaic_storage_requests=8,
 )
 
 

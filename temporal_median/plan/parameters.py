@@ -30,6 +30,7 @@ class Param:
 
 _README = "README Benchmarks"
 _PUSH_DOC = "https://cloud.google.com/pubsub/docs/push"
+_SIM = "measured: bench/bench_sim.py (2026-12-02, 2 cores, load 0.0; demo and larger job, 25 windows)"
 
 #: Every parameter of the simulation, for the deployed pipeline (Cloud Run functions, Pub/Sub
 #: push, Cloud Storage). The local cloud's values replace some of them (bench/bench_sim.py
@@ -78,31 +79,29 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
                             "inspected in 0.14 s)"),
     "publish_s": Param(0.00045, "s", f"measured: bench/bench_fanout.py ({_README}: 121 messages in 0.054 s)"),
     # -- median's CPU ----------------------------------------------------------------------------
-    "decode_s_per_sample": Param(6.0e-9, "CPU-s", "measured: bench/bench_sim.py, reading a window (its "
-                                 "scenes' blocks decoded), per pixel of one scene, fitted over both jobs"),
-    "scene_s": Param(1.0e-3, "CPU-s", "measured: bench/bench_sim.py, per scene and window (open, checks), "
-                     "fitted over both jobs"),
-    "kernel_s_per_sample_luminance": Param(1.4e-9, "CPU-s", "measured: bench/bench_sim.py (compute_tile "
-                                           "less its read), per pixel of one scene"),
-    "kernel_s_per_sample_per_band": Param(2.7e-9, "CPU-s", "measured: bench/bench_kernel.py, per-band / "
-                                          f"luminance = 0.305 / 0.161 s ({_README}) times the luminance figure"),
-    "write_s_per_pixel": Param(5.0e-8, "CPU-s", "measured: bench/bench_sim.py (tile write and upload "
-                               "preparation), per output pixel"),
-    "tile_bytes_per_pixel": Param(1.5, "bytes", "measured: bench/bench_sim.py, the tiles compute_tile "
-                                  "writes for the sample series (4 bands, DEFLATE)"),
+    "decode_s_per_sample": Param(3.16e-9, "CPU-s", f"{_SIM}"
+          ", a pure read of each window, per pixel of one scene (least squares with scene_s)"),
+    "scene_s": Param(2.86e-3, "CPU-s", f"{_SIM}, per scene and window (open, checks), with decode_s_per_sample"),
+    "kernel_s_per_sample_luminance": Param(1.17e-9, "CPU-s", f"{_SIM}"
+          ", compute_tile less its read, per pixel of one scene (the tile write fits in it: "
+          "write_s_per_pixel came out 0)"),
+    "kernel_s_per_sample_per_band": Param(2.22e-9, "CPU-s", "measured: bench/bench_kernel.py, per-band / "
+                                          "luminance = 0.305 / 0.161 s (README Benchmarks) times the luminance figure"),
+    "write_s_per_pixel": Param(0.0, "CPU-s", f"{_SIM}"
+          ", fitted with the kernel (0: the write does not separate from it)"),
+    "tile_bytes_per_pixel": Param(2.19, "bytes", f"{_SIM}"
+          ", the tiles compute_tile writes for the sample series (4 bands, DEFLATE)"),
     # -- mosaic -------------------------------------------------------------------------------------
     "event_latency_s": Param(1.0, "s", "assumed: a tile finalized to the mosaic's CloudEvent (Cloud Storage "
                              "notification, Eventarc, push); Google publishes no figure"),
     "mosaic_event_s": Param(0.05, "s", "assumed: a tile event that is not the last (manifest read, tile "
                             "listing: a few storage requests)"),
-    "mosaic_fixed_s": Param(0.1, "s", "measured: bench/bench_sim.py, build_mosaic's fixed part (VRT, "
-                            "quicklook, headers)"),
-    "mosaic_cpu_s_per_pixel": Param(5.0e-8, "CPU-s", "measured: bench/bench_sim.py, build_mosaic from local "
-                                    "tiles, per output pixel"),
-    "mosaic_threads": Param(2.0, "threads", "measured: bench/bench_sim.py, build_mosaic's CPU seconds over its "
-                            "wall seconds (the cores it keeps busy)"),
-    "cog_bytes_per_tile_byte": Param(1.33, "ratio", "measured: bench/bench_sim.py, the COG (tiles' blocks "
-                                     "and overviews) over the tiles' bytes"),
+    "mosaic_fixed_s": Param(0.377, "CPU-s", f"{_SIM}"
+          ", build_mosaic from local tiles, fixed part (least squares over the two jobs)"),
+    "mosaic_cpu_s_per_pixel": Param(3.65e-8, "CPU-s", f"{_SIM}, build_mosaic from local tiles, per output pixel"),
+    "mosaic_threads": Param(1.43, "threads", f"{_SIM}, build_mosaic's CPU seconds over its wall seconds"),
+    "cog_bytes_per_tile_byte": Param(1.33, "ratio", f"{_SIM}"
+          ", the COG (tiles' blocks and overviews) over the tiles' bytes"),
     # -- the local cloud only (0 in the cloud) --------------------------------------------------
     "host_background_cores": Param(0.0, "cores", "configured: 0 in the cloud (each instance has its own "
                                    "CPUs); the local cloud's idle emulators and status polls, measured by "

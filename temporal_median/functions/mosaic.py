@@ -15,7 +15,7 @@ from temporal_median.base.lease import Lease
 from temporal_median.base.logs import get_logger
 from temporal_median.base.settings import Settings
 from temporal_median.base.storage import GsUrl
-from temporal_median.functions.publish import ITEM_FILE, publish_job, put_item
+from temporal_median.functions.publish import publish_job, put_item
 from temporal_median.job.cost import Usage
 from temporal_median.job.manifest import Manifest
 from temporal_median.job.paths import RESULT_FILES, JobPaths, ResultPaths, parse_tile_object
@@ -206,7 +206,7 @@ def _build(manifest: Manifest, paths: JobPaths, period: str | None, tiles: list,
             else f"compressed again: {result.recompressed}",
             "bytes_read": sum(_figure(info, "bytes_read") for info in tiles),
             "bytes_tiles": sum(info.size for info in tiles),
-            "outputs": {name: str(results.join(name)) for name in (*RESULT_FILES, ITEM_FILE, *((TIMELINE,) if period is None else ()))},
+            "outputs": {name: str(results.join(name)) for name in (*RESULT_FILES, "item.json", *((TIMELINE,) if period is None else ()))},
             "manifest": str(paths.manifest),
             "cost_estimate": _usage(manifest, tiles if period is None else [], seconds_mosaic, settings).estimate(),
             "mosaic_started": isoformat(started_at),

@@ -6,7 +6,6 @@ import os
 import shutil
 import tempfile
 
-from temporal_median.assembly.catalog import COLLECTION_FILE, ITEM_FILE, composite_item, item_path, job_collection
 from temporal_median.base import storage
 from temporal_median.base.clock import utcnow
 from temporal_median.base.errors import TemporalMedianError, describe
@@ -18,7 +17,6 @@ log = get_logger("temporal_median.mosaic")
 
 #: The periods' quicklooks in order, each labelled, when a job has two periods or more.
 TIMELAPSE = "timelapse.gif"
-__all__ = ["COLLECTION_FILE", "ITEM_FILE", "TIMELAPSE", "put_item", "publish_job"]
 
 
 def _dates(manifest: Manifest, period: str | None) -> tuple[str, str]:
@@ -37,6 +35,9 @@ def _dates(manifest: Manifest, period: str | None) -> tuple[str, str]:
 
 def put_item(manifest: Manifest, period: str | None, cog_path: str, results: ResultPaths) -> None:
     """Write the composite's STAC item beside it (``item.json``), from its local COG."""
+    # rasterio (the COG's footprint) loads with the mosaic's build, not at cold start.
+    from temporal_median.assembly.catalog import composite_item
+
     start, end = _dates(manifest, period)
     inputs = len(manifest.datasets) if period is None else sum(start <= day <= end for day in manifest.days)
     item = composite_item(
@@ -44,7 +45,7 @@ def put_item(manifest: Manifest, period: str | None, cog_path: str, results: Res
         cog_href="./median.tif", quicklook_href="./quicklook.png", record_href="./job.json",
         created=utcnow(), count_of_scenes=inputs,
     )
-    storage.put_json(results.join(ITEM_FILE), item)
+    storage.put_json(results.item, item)
 
 
 def publish_job(manifest: Manifest, names: list[str | None]) -> None:
@@ -53,6 +54,8 @@ def publish_job(manifest: Manifest, names: list[str | None]) -> None:
 
     Idempotent: racing invocations that both complete the last composite write the same files.
     """
+    from temporal_median.assembly.catalog import job_collection
+
     root = ResultPaths.of(manifest.output, manifest.job_id)
     if storage.exists(root.collection):
         return
@@ -61,7 +64,7 @@ def publish_job(manifest: Manifest, names: list[str | None]) -> None:
         periods = [name for name in names if name is not None]
         if len(periods) >= 2:
             _put_timelapse(manifest, periods, root, work)
-        items = [storage.read_json(root.join(item_path(name))) for name in names]
+        items = [storage.read_json(ResultPaths.of(manifest.output, manifest.job_id, name).item) for name in names]
         missing = [name or "the whole range" for name, item in zip(names, items) if item is None]
         if missing:
             raise TemporalMedianError(f"no STAC item for {', '.join(missing)}")

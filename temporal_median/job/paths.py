@@ -130,6 +130,11 @@ class ResultPaths:
         return self.join("job.json")
 
     @property
+    def item(self) -> GsUrl:
+        """item.json: this composite's STAC item (assembly/catalog.py), beside it."""
+        return self.join("item.json")
+
+    @property
     def collection(self) -> GsUrl:
         """collection.json (the job's STAC collection, assembly/catalog.py): written last of all."""
         return self.join("collection.json")

@@ -767,3 +767,15 @@ def test_bad_periods_and_masks_are_400s_naming_the_field(apps, pull, series, ext
     assert re.search(field, answer.get_json()["error"]["message"]), answer.get_json()
     assert storage.read_json(JobPaths.of(f"gs://{WORK}", "bad-periods").manifest) is None
     assert pull() == []
+
+
+def test_a_dry_run_plans_the_job_and_writes_and_publishes_nothing(apps, pull, series):
+    before = sorted(str(i.url) for i in storage.list_objects(GsUrl.parse(f"gs://{WORK}/")))
+    answer = post(apps, {"inputs": str(Path(series[0]).parent), "tile_size": TILE, "job_id": "dry", "dry_run": True})
+    assert answer.status_code == 200, answer.get_json()
+    plan = answer.get_json()
+    assert plan["dry_run"] is True and plan["windows"] == 6 and plan["bytes_to_read"] > 0
+    assert plan["prediction"]["wall_seconds"] > 0 and plan["prediction"]["usd_total"] > 0
+    assert sorted(str(i.url) for i in storage.list_objects(GsUrl.parse(f"gs://{WORK}/"))) == before
+    assert pull() == []
+    assert post(apps, {"inputs": "/x", "dry_run": "yes"}).status_code == 400

@@ -25,7 +25,7 @@ MODULES = {
 
 # The core modules each function's code paths import lazily (after main.py is loaded).
 LAZY = {
-    "fanout": ["temporal_median.raster.read", "temporal_median.scenes.stac", "temporal_median.job.layout",
+    "fanout": ["temporal_median.raster.read", "temporal_median.scenes.stac", "temporal_median.job.layout", "temporal_median.plan.plan",
                "pystac_client", "google.cloud.pubsub_v1"],
     "median": ["temporal_median.compute.tile", "temporal_median.compute.area", "temporal_median.raster.mask",
                "temporal_median.compute.median"],

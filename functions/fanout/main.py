@@ -8,7 +8,7 @@ import functions_framework
 from temporal_median.base.errors import InvalidRequest, RequestTooLarge, error_body, policy
 from temporal_median.base.logs import get_logger
 from temporal_median.base.settings import get_settings
-from temporal_median.functions.fanout import cancel_job, job_status, start_job
+from temporal_median.functions.fanout import cancel_job, job_status, plan_request, start_job
 from temporal_median.job.ids import check_job_id
 from temporal_median.job.request import JobRequest
 
@@ -39,6 +39,8 @@ def fanout(request: flask.Request):
     try:
         if request.method == "POST" and request.path in ("/", "/jobs", "/jobs/"):
             job = JobRequest.from_json(_body(request, settings.max_request_bytes), settings)
+            if job.dry_run:
+                return plan_request(job, settings), 200
             return start_job(job, settings).to_dict(settings), 202
         if request.method == "GET" and request.path not in ("/favicon.ico",):
             return job_status(_job_id(request), settings), 200

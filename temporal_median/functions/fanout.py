@@ -126,6 +126,17 @@ class StartResult:
         }
 
 
+def plan_request(request: JobRequest, settings: Settings) -> dict:
+    """The dry run: the job's scenes, windows, bytes, predicted wall time and cost; nothing written or published."""
+    from temporal_median.plan.plan import plan_job  # simpy: only for a dry run
+
+    chosen = choose_scenes(request, settings)
+    datasets, raster, grid, layout = _place(chosen, request, settings)
+    plan = plan_job(datasets, raster, grid, settings, method=request.method, max_workers=settings.read_threads or None)
+    return {"dry_run": True, "job_id": request.derive_job_id(datasets), "inputs": len(datasets),
+            "dropped": len(chosen.dropped), "area": layout is not None, **plan.to_dict()}
+
+
 def start_job(request: JobRequest, settings: Settings) -> StartResult:
     """Create (or resume) a job and publish one message per window that has no tile yet.
 

@@ -18,7 +18,7 @@ from temporal_median.job.periods import check_periods
 from temporal_median.scenes.selection import Selection
 from temporal_median.scenes.stac import StacInput
 
-_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud", "periods", "mask", *AREA_KEYS}
+_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud", "periods", "mask", "dry_run", *AREA_KEYS}
 
 
 def _check_inputs(inputs, settings: Settings) -> str | tuple[str, ...]:
@@ -62,6 +62,8 @@ class JobRequest:
     periods: str | tuple = "year"
     #: The classification asset whose classes drop samples (cloud masks), else None.
     mask: Mask | None = None
+    #: Only plan the job (windows, bytes, predicted time and cost): nothing written or published.
+    dry_run: bool = False
 
     @classmethod
     def from_json(cls, body, settings: Settings) -> "JobRequest":
@@ -99,7 +101,10 @@ class JobRequest:
             check_job_id(job_id)
         area = Area.from_request(body)
         periods, mask = check_periods(body.get("periods")), Mask.from_request(body.get("mask"))
-        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection, area, periods, mask)
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise InvalidRequest(f"'dry_run' must be true or false, got {dry_run!r}")
+        return cls(inputs, output.rstrip("/"), tile_size, method, job_id, stac, selection, area, periods, mask, dry_run)
 
     def derive_job_id(self, datasets: tuple[str, ...]) -> str:
         """The given job id, or one derived from the listed inputs and the parameters (idempotent POSTs)."""

@@ -67,6 +67,9 @@ bench: venv kernels
 	$(PY) bench/bench_mosaic.py
 	$(PY) bench/bench_pubsub.py
 	$(PY) bench/bench_selection.py
+	$(PY) bench/bench_area.py
+	$(PY) bench/bench_periods.py
+	$(PY) bench/bench_sim.py
 
 tf-check: venv
 	$(PY) -m terraform_checks

@@ -255,6 +255,26 @@ def fmt_runs(values) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
+def bench_cloud(prefix: str, paths: list[str]):
+    """A local cloud (not up yet) on free ports in a new run dir: (cloud, run_dir, median's
+    function, the reading threads median resolves for ``paths``). bench_periods and bench_sim use it too."""
+    from localcloud import LocalCloud
+    from temporal_median.base.settings import Settings
+    from temporal_median.raster.gdal import read_threads
+
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    overrides = {
+        "pubsub": {"port": 0},
+        "storage": {"port": 0},
+        "functions": {name: {"port": 0} for name in ("fanout", "median", "mosaic")},
+    }
+    cloud = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides)
+    median_fn = cloud.topology.function("median")
+    function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
+    # As median resolves it: TM_READ_THREADS, or by default one per core for local files.
+    return cloud, run_dir, median_fn, read_threads(paths, Settings.from_env(function_env).read_threads or None)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -265,8 +285,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     geometry = {"scenes": args.scenes, "width": args.width, "height": args.height}
 
-    from localcloud import LocalCloud
-    from temporal_median.base.settings import Settings
 
     cores = os.cpu_count() or 1
     print(f"cores {cores}; load average (1, 5, 15 min) before: {loadavg()}")
@@ -280,21 +298,8 @@ def main(argv=None) -> int:
     print(f"series: {len(paths)} scenes of {args.width} x {args.height} ({input_bytes / 1e6:.0f} MB of COGs, "
           f"{pixels_bytes / 1e6:.0f} MB decoded); job: {len(windows)} windows of {TILE_SIZE}")
 
-    run_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
-    overrides = {
-        "pubsub": {"port": 0},
-        "storage": {"port": 0},
-        "functions": {name: {"port": 0} for name in ("fanout", "median", "mosaic")},
-    }
-    cloud = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides)
-    # What the median function's servers run with: workers (instances) and reading threads.
-    median_fn = cloud.topology.function("median")
+    cloud, run_dir, median_fn, threads = bench_cloud("bench_e2e_", paths)
     workers = int(median_fn.workers)
-    function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
-    from temporal_median.raster.gdal import read_threads
-
-    # As median resolves it: TM_READ_THREADS, or by default one per core for local files.
-    threads = read_threads(paths, Settings.from_env(function_env).read_threads or None)
     print(f"median function: {workers} workers x 1 request each, {threads} reading threads "
           f"(read baselines use {workers} processes)")
 

@@ -46,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_e2e as e2e
 
-from localcloud import clean_environ
 from temporal_median.base.grid import Grid, Window
 from temporal_median_cli.run import http_json
 from temporal_median_cli.sample import PROFILES
@@ -221,9 +220,6 @@ def main(argv=None) -> int:
         return 0
     geometry = {"scenes": args.scenes, "width": args.width, "height": args.height}
 
-    from localcloud import LocalCloud
-    from temporal_median.base.settings import Settings
-    from temporal_median.raster.gdal import read_threads
 
     cores = os.cpu_count() or 1
     print(f"cores {cores}; load average (1, 5, 15 min) before: {e2e.loadavg()}")
@@ -238,17 +234,8 @@ def main(argv=None) -> int:
           f"({', '.join(f'{n} {b - a}' for n, a, b in runs)} scenes)"
           + ("" if len(runs) == 12 else f"  -- NOT 12: the series spans {len(runs)} months"))
 
-    run_dir = Path(tempfile.mkdtemp(prefix="bench_periods_"))
-    overrides = {
-        "pubsub": {"port": 0},
-        "storage": {"port": 0},
-        "functions": {name: {"port": 0} for name in ("fanout", "median", "mosaic")},
-    }
-    cloud = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides)
-    median_fn = cloud.topology.function("median")
+    cloud, run_dir, median_fn, threads = e2e.bench_cloud("bench_periods_", paths)
     workers = int(median_fn.workers)
-    function_env = {**clean_environ(), **cloud.topology.function_env, **median_fn.env}
-    threads = read_threads(paths, Settings.from_env(function_env).read_threads or None)
     print(f"median function: {workers} workers x 1 request each, {threads} reading threads; "
           f"mosaic: {cloud.topology.function('mosaic').workers} instance(s)")
 

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
               f"{w10:>10.1%} {w20:>10.1%}")
     masked = {name: w10 for name, *_, w10, _ in rows if name.endswith("SCL")}
     plain = {name: w10 for name, *_, w10, _ in rows if not name.endswith("SCL")}
-    print(f"within 10, SCL mask vs the true-colour rule, same scenes: "
+    print("within 10, SCL mask vs the true-colour rule, same scenes: "
           + ", ".join(f"{name[:-6]} {masked[name]:.1%} vs {plain[name[:-6]]:.1%}" for name in masked))
     best = masked["all scenes + SCL"]
     print(f"goal: at least {MASK_GOAL:.0%} within 10 with the SCL mask: {best:.1%}, {'met' if best >= MASK_GOAL else 'NOT met'}")

@@ -232,7 +232,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = [n for n in args.jobs.split(",") if n]
 
-    from localcloud import LocalCloud
     from temporal_median.base.settings import Settings, usable_cores
     from temporal_median.plan.deployment import Deployment
     from temporal_median.plan.parameters import Parameters
@@ -240,7 +239,6 @@ def main(argv=None) -> int:
     from temporal_median.plan.recommend import recommend
     from temporal_median.plan.simulate import simulate
     from temporal_median.plan.timeline import draw_timeline
-    from temporal_median.raster.gdal import read_threads
     from temporal_median.raster.read import inspect_inputs
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -252,15 +250,10 @@ def main(argv=None) -> int:
         bench_e2e.warm_page_cache(paths)
         series[name] = paths
 
-    run_dir = Path(tempfile.mkdtemp(prefix="bench_sim_"))
-    overrides = {"pubsub": {"port": 0}, "storage": {"port": 0},
-                 "functions": {n: {"port": 0} for n in ("fanout", "median", "mosaic")}}
-    cloud = LocalCloud.load(None, run_dir, environ=clean_environ(), overrides=overrides)
-    median_fn = cloud.topology.function("median")
+    cloud, run_dir, median_fn, threads = bench_e2e.bench_cloud("bench_sim_", series[names[0]])
     workers = int(median_fn.workers)
     push = next(s for s in cloud.topology.subscriptions if s.name == "windows-median")
     settings = Settings.from_env({**clean_environ(), **cloud.topology.function_env, **median_fn.env})
-    threads = read_threads(series[names[0]], settings.read_threads or None)
     print(f"local cloud: median {workers} instances x concurrency {median_fn.concurrency}, {threads} reading threads, "
           f"push concurrency {push.max_concurrency}, backoff {push.min_backoff_seconds:g}-{push.max_backoff_seconds:g} s")
 

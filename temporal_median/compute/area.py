@@ -12,8 +12,8 @@ import numpy as np
 from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
-from temporal_median.compute.composites import Composites
-from temporal_median.compute.tile import TileStats, read_env
+from temporal_median.compute.composites import Composites, TileStats
+from temporal_median.compute.tile import read_env
 from temporal_median.raster.gdal import forget_remote_files_on_transient, read_threads
 from temporal_median.raster.mask import check_masks, warp_masked
 from temporal_median.raster.read import check_window_type, shutdown, wait_all
@@ -150,12 +150,4 @@ def compute_area_tile(
         fused = fuse_observations(stack, observations)
         seconds_read = time.perf_counter() - t0
         composites.add(fused, method, 0, window.height, 0, window.width)
-    seconds_write = composites.write(dest_path, grid)
-    return TileStats(
-        window=window,
-        valid_fraction=composites.valid_fraction,
-        bytes_read=bytes_read,
-        seconds_read=seconds_read,
-        seconds_median=composites.seconds_median,
-        seconds_write=seconds_write,
-    )
+    return composites.write(dest_path, grid, bytes_read, seconds_read)

@@ -33,6 +33,44 @@ class PeriodOutput:
         return cls(str(name), first, stop, path)
 
 
+@dataclass(frozen=True)
+class TileStats:
+    """What computing one tile cost.
+
+    Attributes
+    ----------
+    window : Window
+        The tile's window in the scenes.
+    valid_fraction : float
+        Fraction of the tile's pixels with at least one valid sample.
+    bytes_read : int
+        Estimate of the bytes fetched: compressed sizes of the source blocks intersecting the
+        window, summed over scenes (0 where the format does not tell).
+    seconds_read, seconds_median, seconds_write : float
+        Wall time the calling thread spent opening and waiting for reads, in the median
+        kernel, and writing the COG. Reads overlap the median, so reading time hidden behind
+        the median is not counted in ``seconds_read``.
+    """
+
+    window: Window
+    valid_fraction: float
+    bytes_read: int
+    seconds_read: float
+    seconds_median: float
+    seconds_write: float
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict, for logs and tile records."""
+        return {
+            "window": self.window.as_list(),
+            "valid_fraction": self.valid_fraction,
+            "bytes_read": self.bytes_read,
+            "seconds_read": round(self.seconds_read, 4),
+            "seconds_median": round(self.seconds_median, 4),
+            "seconds_write": round(self.seconds_write, 4),
+        }
+
+
 class Composites:
     """The 4-band tiles of the whole range and of each period, filled chunk by chunk.
 
@@ -61,8 +99,9 @@ class Composites:
                 compute_median(stack[first:stop], method, out=out)
         self.seconds_median += time.perf_counter() - started
 
-    def write(self, dest_path: str, grid: RasterGrid, *, threads: str | None = None) -> float:
-        """Write the whole range to ``dest_path`` and each period to its path; returns seconds."""
+    def write(self, dest_path: str, grid: RasterGrid, bytes_read: int, seconds_read: float, *,
+              threads: str | None = None) -> TileStats:
+        """Write the whole range to ``dest_path`` and each period to its path; what the tile cost."""
         started = time.perf_counter()
         options = profile("tile")
         if threads:
@@ -73,7 +112,14 @@ class Composites:
             # The kernels give RGB 0 exactly where the count is 0, as write_tile checks: no need to.
             np.minimum(self.counts[k], 255, out=self.bands[k, 3], casting="unsafe")
             write_bands(path, self.bands[k], transform, grid.crs, options)
-        return time.perf_counter() - started
+        return TileStats(
+            window=self.window,
+            valid_fraction=self.valid_fraction,
+            bytes_read=bytes_read,
+            seconds_read=seconds_read,
+            seconds_median=self.seconds_median,
+            seconds_write=time.perf_counter() - started,
+        )
 
     @property
     def valid_fraction(self) -> float:

@@ -9,7 +9,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
 from temporal_median.base.settings import usable_cores
-from temporal_median.compute.composites import Composites
+from temporal_median.compute.composites import Composites, TileStats  # noqa: F401 - TileStats re-exported
 from temporal_median.raster.gdal import forget_remote_files_on_transient, gdal_env, read_threads
 from temporal_median.raster.mask import check_masks, read_masked
 from temporal_median.raster.read import (
@@ -126,44 +125,6 @@ def read_env():
     if "GDAL_CACHEMAX" in os.environ:
         return gdal_env()
     return gdal_env(GDAL_CACHEMAX=READ_CACHE_BYTES)
-
-
-@dataclass(frozen=True)
-class TileStats:
-    """What computing one tile cost.
-
-    Attributes
-    ----------
-    window : Window
-        The tile's window in the scenes.
-    valid_fraction : float
-        Fraction of the tile's pixels with at least one valid sample.
-    bytes_read : int
-        Estimate of the bytes fetched: compressed sizes of the source blocks intersecting the
-        window, summed over scenes (0 where the format does not tell).
-    seconds_read, seconds_median, seconds_write : float
-        Wall time the calling thread spent opening and waiting for reads, in the median
-        kernel, and writing the COG. Reads overlap the median, so reading time hidden behind
-        the median is not counted in ``seconds_read``.
-    """
-
-    window: Window
-    valid_fraction: float
-    bytes_read: int
-    seconds_read: float
-    seconds_median: float
-    seconds_write: float
-
-    def to_dict(self) -> dict:
-        """A JSON-safe dict, for logs and tile records."""
-        return {
-            "window": self.window.as_list(),
-            "valid_fraction": self.valid_fraction,
-            "bytes_read": self.bytes_read,
-            "seconds_read": round(self.seconds_read, 4),
-            "seconds_median": round(self.seconds_median, 4),
-            "seconds_write": round(self.seconds_write, 4),
-        }
 
 
 @forget_remote_files_on_transient
@@ -366,14 +327,7 @@ def compute_tile(
     # Compress on every core (the others idle now): 30-32 ms instead of 39-47 ms for a 1024
     # tile on 2 cores, for about 20 MiB of compression buffers; not when the read buffer
     # (kept for the next tile) already takes more than half the memory budget.
-    seconds_write = composites.write(dest_path, grid, threads="ALL_CPUS" if 2 * largest <= CHUNK_BYTES else None)
-    return TileStats(
-        window=window,
-        valid_fraction=composites.valid_fraction,
-        bytes_read=bytes_read,
-        seconds_read=seconds_read,
-        seconds_median=composites.seconds_median,
-        seconds_write=seconds_write,
-    )
+    return composites.write(dest_path, grid, bytes_read, seconds_read,
+                            threads="ALL_CPUS" if 2 * largest <= CHUNK_BYTES else None)
 
 

@@ -11,11 +11,12 @@ DEMO_OUTPUT ?= out/demo
 KERNELS_LIB := temporal_median/compute/kernels-x86-64-v3.so
 KERNEL_SOURCES := temporal_median/compute/kernels.py temporal_median/compute/build.py temporal_median/compute/loader.py
 
-.PHONY: help venv kernels test demo sample up down status env bench tf-check clean
+.PHONY: help venv kernels test docs docs-serve demo sample up down status env bench tf-check clean
 
 help:
 	@echo "make demo      set up, generate the sample series, compute its median on the local cloud ($(DEMO_OUTPUT))"
-	@echo "make test      set up and run the test suite"
+	@echo "make test      set up, build the docs (strict) and run the test suite"
+	@echo "make docs      build the documentation site into site/ (mkdocs build --strict); make docs-serve to browse it"
 	@echo "make kernels   build the ahead-of-time median kernels (fast cold starts; terraform apply ships them)"
 	@echo "make up|down   start / stop the local cloud (emulators + function servers); make status, make env"
 	@echo "make bench     run the benchmarks (figures and ratios, printed)"
@@ -34,8 +35,16 @@ kernels: $(KERNELS_LIB)
 $(KERNELS_LIB): $(STAMP) $(KERNEL_SOURCES)
 	$(PY) -m temporal_median.compute.build --out $@
 
-test: venv kernels
+test: venv kernels docs
 	$(PY) -m pytest -q
+
+# The site (mkdocs.yml, docs/): --strict turns a broken link, a page missing from the nav or a
+# reference page that cannot be generated into a failure.
+docs: venv
+	$(PY) -m mkdocs build --strict --quiet
+
+docs-serve: venv
+	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
 
 demo: venv kernels
 	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)
@@ -76,4 +85,4 @@ tf-check: venv
 
 clean:
 	-$(PY) -m localcloud down
-	rm -rf .localcloud out data/sample bench/.data $(KERNELS_LIB)
+	rm -rf .localcloud out data/sample bench/.data site $(KERNELS_LIB)

@@ -49,7 +49,7 @@ docs-serve: venv
 demo: venv kernels
 	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)
 	$(PY) -m temporal_median_cli run $(DEMO_INPUT) $(DEMO_OUTPUT)
-	@echo "results in $(DEMO_OUTPUT)/; the local cloud is still up for curl (see README), 'make down' stops it"
+	@echo "results in $(DEMO_OUTPUT)/; the local cloud is still up for curl (README: A job by curl), 'make down' stops it"
 
 sample: venv
 	$(PY) -m temporal_median_cli sample $(DEMO_INPUT)

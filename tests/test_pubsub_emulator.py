@@ -2,7 +2,7 @@
 on both emulators the local cloud runs on: Google's (when installed) and the builtin one.
 
 Each test runs once per emulator (one local cloud per emulator for the module). Where the two
-differ, the test says how, and the README lists it.
+differ, the test says how, and docs/concepts/local-cloud.md lists it.
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def test_pull_ack_and_nack_through_the_subscriber_client(cloud, clients):
 
 
 def test_filter_is_applied_by_the_builtin_emulator_only(cloud, clients):
-    """Google's emulator stores a subscription filter but delivers every message (a README difference)."""
+    """Google's emulator stores a subscription filter but delivers every message (a difference docs/concepts/local-cloud.md lists)."""
     publisher, subscriber = clients
     topic, sub, key = _names("filtered")
     publisher.create_topic(name=topic)
@@ -429,7 +429,7 @@ def test_listing_topics_and_topic_subscriptions(cloud, clients):
     assert subscriber.get_subscription(subscription=sub).topic == "_deleted-topic_"
 
 
-# call -> error on the builtin emulator, error on Google's (None: accepted there, a README difference).
+# call -> error on the builtin emulator, error on Google's (None: accepted there, a difference the docs list).
 ERROR_CODES = {
     "create existing topic": (exceptions.AlreadyExists, exceptions.AlreadyExists),
     "create existing subscription": (exceptions.AlreadyExists, exceptions.AlreadyExists),

@@ -4,7 +4,7 @@ The local cloud's own emulator, used when Google's (gcloud) is not installed or 
 speaks google.pubsub.v1 with google-cloud-pubsub's own message types, so the unchanged
 PublisherClient / SubscriberClient work against it through PUBSUB_EMULATOR_HOST. Run it with
 ``python -m localcloud.pubsub --port N``. Where it differs from Pub/Sub and from Google's emulator
-is listed in the README's section on the local cloud.
+is listed in docs/concepts/local-cloud.md.
 
   server.py   the gRPC Publisher and Subscriber services over one Broker; PubSubEmulator; the CLI
   state.py    the Broker: topics, subscriptions, messages, acks, retries, dead letters

@@ -28,7 +28,7 @@ class Param:
     source: str
 
 
-_README = "README Benchmarks"
+_BENCHMARKS = "docs/benchmarks.md"
 _PUSH_DOC = "https://cloud.google.com/pubsub/docs/push"
 _SIM = "measured: bench/bench_sim.py (2026-12-02, 2 cores, load 0.0; demo and larger job, 25 windows)"
 
@@ -51,14 +51,14 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
     # -- Cloud Run instances --------------------------------------------------------------------
     "cold_start_s": Param(4.0, "s", "assumed: a Cloud Run instance from scheduling to serving (container "
                           "start, Python, functions-framework, main.py); Google publishes no figure. Here an "
-                          "instance loads in 1-2 s (README, The local cloud)"),
+                          "instance loads in 1-2 s (docs/concepts/local-cloud.md)"),
     "first_request_extra_s": Param(0.5, "s", "measured: bench/bench_coldstart.py, a fresh worker's first "
                                    "tile +0.50 s over the next (kernels library loaded, GDAL set up)"),
     "pending_timeout_s": Param(10.0, "s", "assumed: how long Cloud Run holds a request no instance can take "
                                "before answering 429 (no published figure; the local cloud's front end uses "
                                "10 s, localcloud/topology.toml)"),
     "request_cpu_s": Param(0.0012, "CPU-s", "measured: bench/bench_pubsub.py, CPU per push: front end "
-                           "0.21-0.26 ms + functions-framework worker 0.77-1.03 ms (README Benchmarks)"),
+                           "0.21-0.26 ms + functions-framework worker 0.77-1.03 ms (docs/benchmarks.md)"),
     # -- Cloud Storage ----------------------------------------------------------------------------
     "storage_latency_s": Param(0.04, "s", "assumed: one Cloud Storage request from a function in the bucket's "
                                "region, to its first byte (Google publishes no latency figure)"),
@@ -73,11 +73,11 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
     "mosaic_storage_requests": Param(8, "requests", "configured: temporal_median/functions/mosaic.py, manifest, "
                                      "record and cancel checks, tile listing, lock, attempts listing, record"),
     # -- fanout -----------------------------------------------------------------------------------
-    "fanout_fixed_s": Param(0.036, "s", f"measured: bench/bench_fanout.py ({_README}: POST to 202 0.23 s, of "
+    "fanout_fixed_s": Param(0.036, "s", f"measured: bench/bench_fanout.py ({_BENCHMARKS}: POST to 202 0.23 s, of "
                             "which 216 headers 0.14 s and 121 messages 0.054 s; the rest)"),
-    "fanout_scene_s": Param(0.00065, "s", f"measured: bench/bench_fanout.py ({_README}: 216 headers "
+    "fanout_scene_s": Param(0.00065, "s", f"measured: bench/bench_fanout.py ({_BENCHMARKS}: 216 headers "
                             "inspected in 0.14 s)"),
-    "publish_s": Param(0.00045, "s", f"measured: bench/bench_fanout.py ({_README}: 121 messages in 0.054 s)"),
+    "publish_s": Param(0.00045, "s", f"measured: bench/bench_fanout.py ({_BENCHMARKS}: 121 messages in 0.054 s)"),
     # -- median's CPU ----------------------------------------------------------------------------
     "decode_s_per_sample": Param(3.16e-9, "CPU-s", f"{_SIM}"
           ", a pure read of each window, per pixel of one scene (least squares with scene_s)"),
@@ -86,7 +86,7 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
           ", compute_tile less its read, per pixel of one scene (the tile write fits in it: "
           "write_s_per_pixel came out 0)"),
     "kernel_s_per_sample_per_band": Param(2.22e-9, "CPU-s", "measured: bench/bench_kernel.py, per-band / "
-                                          "luminance = 0.305 / 0.161 s (README Benchmarks) times the luminance figure"),
+                                          "luminance = 0.305 / 0.161 s (docs/benchmarks.md) times the luminance figure"),
     "write_s_per_pixel": Param(0.0, "CPU-s", f"{_SIM}"
           ", fitted with the kernel (0: the write does not separate from it)"),
     "tile_bytes_per_pixel": Param(2.19, "bytes", f"{_SIM}"
@@ -110,7 +110,7 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
                                     "CPUs); the storage emulator's CPU per byte, measured by bench/bench_sim.py"),
     # -- jobs without data (plan --geometry) ----------------------------------------------------
     "input_bytes_per_sample": Param(0.845, "bytes", "measured: the course's granule, 216 scenes of 10980 x "
-                                    "10980 x 3 bytes in about 22 GB of COGs (README) = 0.282 of the pixels' bytes"),
+                                    "10980 x 3 bytes in about 22 GB of COGs (the course) = 0.282 of the pixels' bytes"),
 })
 
 

@@ -17,7 +17,7 @@ from temporal_median.plan.parameters import Parameters
 from temporal_median.plan.simulate import simulate
 
 #: Bytes per scene of a window message (JSON list of URLs), for jobs planned without their inputs:
-#: bench/bench_fanout.py publishes 121 messages of 13.1 kB for 216 inputs (README Benchmarks).
+#: bench/bench_fanout.py publishes 121 messages of 13.1 kB for 216 inputs (docs/benchmarks.md).
 MESSAGE_BYTES_PER_SCENE = 61
 BLOCK_COUNTS = "the inputs' block byte counts (TIFF tags, one open per scene)"
 

@@ -41,9 +41,9 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType({
     # -- Pub/Sub push ----------------------------------------------------------------------------
     "push_initial_window": Param(4, "pushes", f"published: {_PUSH_DOC}#delivery_rate (a slow start from 'a small "
                                  "single-digit window', +1 per success, halved per failure); 4 as the local "
-                                 "cloud's emulator starts it (localcloud/pubsub_emulator.py)"),
+                                 "cloud's emulator starts it (localcloud/pubsub/)"),
     "push_backoff_after": Param(3, "failures", f"published: {_PUSH_DOC}#push_backoff (push backoff after repeated "
-                                "failures); 3 in a row as the local emulator (localcloud/pubsub_emulator.py)"),
+                                "failures); 3 in a row as the local emulator (localcloud/pubsub/)"),
     "push_backoff_min_s": Param(0.1, "s", f"published: {_PUSH_DOC}#push_backoff (100 ms, doubling)"),
     "push_backoff_max_s": Param(60.0, "s", f"published: {_PUSH_DOC}#push_backoff (at most 60 s)"),
     "push_latency_s": Param(0.05, "s", "assumed: publish to push to a Cloud Run endpoint in the same region; "

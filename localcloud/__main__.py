@@ -33,12 +33,17 @@ def _print_env(cloud: LocalCloud) -> None:
         print(f"export {key}={shlex.quote(value)}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments (the documentation's CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m localcloud", description="Start, inspect or stop the local cloud.")
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--topology", help="topology TOML (default: localcloud/topology.toml or $LOCALCLOUD_TOPOLOGY)")
     parser.add_argument("--run-dir", help="state and logs (default: <repo>/.localcloud or $LOCALCLOUD_RUN_DIR)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         cloud = LocalCloud.load(args.topology, args.run_dir)
         if args.command == "up":

@@ -14,7 +14,10 @@ from temporal_median.base.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE
 from temporal_median.base.methods import DEFAULT_METHOD, METHODS
 
 POLL_SECONDS = 0.5
-def parse_args(argv):
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run`` command's arguments (the documentation's CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="temporal-median run",
         description="Compute the temporal median of a series on the local cloud and copy the results to OUTPUT.",
@@ -41,7 +44,11 @@ def parse_args(argv):
     parser.add_argument("--mask-classes", help="classes dropped, e.g. 0,1,3,8,9,10 (the default with --mask)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the mosaic")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 %% instead)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def http_json(method: str, url: str, body=None, timeout: float = 600):

@@ -1,46 +1,18 @@
-"""Settings, read once from the environment into one immutable object.
+"""Settings, read once from the environment into one immutable object, by the table of variables below.
 
-Every variable the functions read is listed here, with its default:
-
-==========================  ====================================================  ==================
-Variable                    Meaning                                               Default
-==========================  ====================================================  ==================
-GOOGLE_CLOUD_PROJECT        project that owns the topics                          ``local-project``
-TM_WINDOWS_TOPIC            topic id fanout publishes window messages to          ``windows``
-TM_WORK_URL                 where manifests, tiles and error records go           ``gs://tm-work``
-                            (the bucket the mosaic trigger watches)
-TM_RESULTS_URL              default output location of mosaics                    ``gs://tm-results``
-TM_ALLOW_LOCAL_PATHS        accept local file paths as inputs (local cloud only)  ``false``
-TM_MAX_INPUTS               most inputs one job may have                          ``1000``
-TM_MAX_WINDOWS              most windows (tiles) one job's output grid may have   ``2500``
-                            (an area's bbox and resolution decide how many)
-TM_MAX_REQUEST_BYTES        largest fanout request body                           ``1048576``
-TM_MAX_EVENT_AGE_SECONDS    median drops events older than this                   ``86400``
-TM_MAX_ATTEMPTS             executed attempts of a window: median counts its own  ``5``
-                            (Pub/Sub's deliveryAttempt counts refusals too, and
-                            is not always sent); after this many failures the
-                            window is recorded as failed and acknowledged
-TM_MOSAIC_LOCK_SECONDS      mosaic lock lease: renewed every third of it while    ``60``
-                            building; a lock not renewed for this long is stale
-TM_MEDIAN_CPU               vCPUs and memory of one median instance and of the    ``1``, ``2Gi``,
-TM_MEDIAN_MEMORY            mosaic instance, as deployed: the job record's cost   ``2``, ``4Gi``
-TM_MOSAIC_CPU               estimate prices them (temporal_median/job/cost.py)
-TM_MOSAIC_MEMORY
-TM_READ_THREADS             threads reading scenes concurrently; 0 = one per      ``0``
-                            core for local files, 16 for gs:// and https://
-TM_LOG_LEVEL                DEBUG, INFO, WARNING or ERROR                         ``INFO``
-==========================  ====================================================  ==================
-
-GDAL's own variables (CPL_MACHINE_IS_GCE, CPL_GS_ENDPOINT, GS_NO_SIGN_REQUEST, GDAL_CACHEMAX...)
-are passed to GDAL as they are.
+Every variable the functions read is a row of :data:`VARIABLES`: its name, the field of
+:class:`Settings` it sets, its default as written in the environment, and its meaning (the
+documentation's settings page is generated from the same rows). GDAL's own variables
+(CPL_MACHINE_IS_GCE, CPL_GS_ENDPOINT, GS_NO_SIGN_REQUEST, GDAL_CACHEMAX...) are passed to GDAL
+as they are.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
+from typing import Callable, Mapping
 
 from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.units import memory_gib
@@ -112,40 +84,94 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Read the variables listed in this module's docstring; raise InvalidRequest on bad values."""
+        """Read the variables of :data:`VARIABLES`; raise InvalidRequest on bad values."""
         env = os.environ if environ is None else environ
-        defaults = {f.name: f.default for f in fields(cls)}
-        level = env.get("TM_LOG_LEVEL", defaults["log_level"]).upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise InvalidRequest(f"TM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-        return cls(
-            project=env.get("GOOGLE_CLOUD_PROJECT") or defaults["project"],
-            windows_topic=env.get("TM_WINDOWS_TOPIC", defaults["windows_topic"]),
-            work_url=env.get("TM_WORK_URL", defaults["work_url"]).rstrip("/"),
-            results_url=env.get("TM_RESULTS_URL", defaults["results_url"]).rstrip("/"),
-            allow_local_paths=_bool("TM_ALLOW_LOCAL_PATHS", env.get("TM_ALLOW_LOCAL_PATHS", "false")),
-            max_inputs=_int("TM_MAX_INPUTS", env.get("TM_MAX_INPUTS", str(defaults["max_inputs"]))),
-            max_windows=_int("TM_MAX_WINDOWS", env.get("TM_MAX_WINDOWS", str(defaults["max_windows"]))),
-            max_request_bytes=_int(
-                "TM_MAX_REQUEST_BYTES", env.get("TM_MAX_REQUEST_BYTES", str(defaults["max_request_bytes"]))
-            ),
-            max_event_age_seconds=_int(
-                "TM_MAX_EVENT_AGE_SECONDS",
-                env.get("TM_MAX_EVENT_AGE_SECONDS", str(defaults["max_event_age_seconds"])),
-            ),
-            max_attempts=_int("TM_MAX_ATTEMPTS", env.get("TM_MAX_ATTEMPTS", str(defaults["max_attempts"]))),
-            mosaic_lock_seconds=_int(
-                "TM_MOSAIC_LOCK_SECONDS", env.get("TM_MOSAIC_LOCK_SECONDS", str(defaults["mosaic_lock_seconds"]))
-            ),
-            read_threads=_int(
-                "TM_READ_THREADS", env.get("TM_READ_THREADS", str(defaults["read_threads"])), minimum=0
-            ),
-            log_level=level,
-            median_cpu=_int("TM_MEDIAN_CPU", env.get("TM_MEDIAN_CPU", "1")),
-            median_memory_gib=_memory("TM_MEDIAN_MEMORY", env.get("TM_MEDIAN_MEMORY", "2Gi")),
-            mosaic_cpu=_int("TM_MOSAIC_CPU", env.get("TM_MOSAIC_CPU", "2")),
-            mosaic_memory_gib=_memory("TM_MOSAIC_MEMORY", env.get("TM_MOSAIC_MEMORY", "4Gi")),
-        )
+        values = {}
+        for variable in VARIABLES:
+            raw = env.get(variable.name)
+            if raw is None or (variable.blank_is_default and not raw):
+                raw = variable.default
+            values[variable.field] = variable.read(variable.name, raw)
+        return cls(**values)
+
+
+def _text(name: str, value: str) -> str:
+    return value
+
+
+def _url(name: str, value: str) -> str:
+    return value.rstrip("/")
+
+
+def _count(name: str, value: str) -> int:
+    return _int(name, value, minimum=0)
+
+
+def _level(name: str, value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise InvalidRequest(f"{name} must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return level
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the :class:`Settings` field it sets, its default and meaning."""
+
+    name: str
+    field: str
+    #: The value an unset variable has, as it would be written in the environment.
+    default: str
+    description: str
+    #: ``read(name, value)``: the field's value, or InvalidRequest naming the variable.
+    read: Callable[[str, str], object]
+    #: An empty value counts as unset (else it is read as given).
+    blank_is_default: bool = False
+
+
+#: Every variable the functions read, in the order the documentation lists them.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("GOOGLE_CLOUD_PROJECT", "project", "local-project",
+             "Project that owns the topics (set by the Cloud Functions runtime).", _text, blank_is_default=True),
+    Variable("TM_WINDOWS_TOPIC", "windows_topic", "windows", "Topic id fanout publishes window messages to.", _text),
+    Variable("TM_WORK_URL", "work_url", "gs://tm-work",
+             "Where manifests, tiles and error records go (the bucket the mosaic trigger watches).", _url),
+    Variable("TM_RESULTS_URL", "results_url", "gs://tm-results",
+             "Default output location of mosaics (a request's `output` overrides it).", _url),
+    Variable("TM_ALLOW_LOCAL_PATHS", "allow_local_paths", "false",
+             "Accept local file paths as inputs (the local cloud only): true/false, 1/0, yes/no, on/off.", _bool),
+    Variable("TM_MAX_INPUTS", "max_inputs", "1000",
+             "Most inputs (scenes, STAC items) one job may have.", _int),
+    Variable("TM_MAX_WINDOWS", "max_windows", "2500",
+             "Most windows (tiles) one job's output grid may have (an area's bbox and resolution decide how "
+             "many).", _int),
+    Variable("TM_MAX_REQUEST_BYTES", "max_request_bytes", str(1 << 20), "Largest fanout request body, in bytes.",
+             _int),
+    Variable("TM_MAX_EVENT_AGE_SECONDS", "max_event_age_seconds", "86400",
+             "median drops events older than this.", _int),
+    Variable("TM_MAX_ATTEMPTS", "max_attempts", "5",
+             "Executed attempts of a window: median counts its own (Pub/Sub's deliveryAttempt counts refusals "
+             "too, and is not always sent); after this many failures the window is recorded as failed and "
+             "acknowledged.", _int),
+    Variable("TM_MOSAIC_LOCK_SECONDS", "mosaic_lock_seconds", "60",
+             "The mosaic lock's lease: renewed every third of it while building; a lock not renewed for this "
+             "long is stale.", _int),
+    Variable("TM_READ_THREADS", "read_threads", "0",
+             "Threads reading scenes concurrently; 0 = one per core for local files, 16 for gs:// and https://.",
+             _count),
+    Variable("TM_LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR (any case).", _level),
+    Variable("TM_MEDIAN_CPU", "median_cpu", "1",
+             "vCPUs of one median instance, as deployed (a whole number): the job record's cost estimate "
+             "prices them (temporal_median/job/cost.py).", _int),
+    Variable("TM_MEDIAN_MEMORY", "median_memory_gib", "2Gi",
+             "Memory of one median instance, as deployed (`2Gi`, `512Mi`...), priced likewise.", _memory),
+    Variable("TM_MOSAIC_CPU", "mosaic_cpu", "2", "vCPUs of the mosaic instance, as deployed, priced likewise.", _int),
+    Variable("TM_MOSAIC_MEMORY", "mosaic_memory_gib", "4Gi",
+             "Memory of the mosaic instance, as deployed, priced likewise.", _memory),
+)
 
 
 @lru_cache(maxsize=1)

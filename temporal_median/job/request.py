@@ -11,14 +11,16 @@ from temporal_median.base.grid import DEFAULT_TILE_SIZE, Grid
 from temporal_median.base.methods import DEFAULT_METHOD, check_method
 from temporal_median.base.settings import Settings
 from temporal_median.base.storage import INPUT_SUFFIXES, GsUrl
-from temporal_median.job.area import AREA_KEYS, Area
+from temporal_median.job.area import Area
+from temporal_median.job.fields import REQUEST_FIELDS, names
 from temporal_median.job.ids import check_input_url, check_job_id
 from temporal_median.job.masks import Mask
 from temporal_median.job.periods import check_periods
 from temporal_median.scenes.selection import Selection
 from temporal_median.scenes.stac import StacInput
 
-_REQUEST_KEYS = {"inputs", "output", "tile_size", "method", "job_id", "stac", "asset", "start", "end", "max_cloud", "periods", "mask", "dry_run", *AREA_KEYS}
+#: The names a body may hold: those of the documented table (job/fields.py), nothing else.
+_REQUEST_KEYS = names(REQUEST_FIELDS)
 
 
 def _check_inputs(inputs, settings: Settings) -> str | tuple[str, ...]:

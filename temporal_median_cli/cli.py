@@ -12,7 +12,7 @@ commands:
   plan INPUT | --geometry SxWxH
                             windows, bytes to read, predicted wall time and cost as deployed; nothing runs
   timeline JOB_ID|job.json  draw a finished job's attempts, a row per instance, into a PNG
-  up | down | status        start, stop or inspect the local cloud
+  up | down | status | env  start, stop or inspect the local cloud; env prints its variables
 
 `temporal-median <command> --help` tells more.
 """
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         from .timeline import main as timeline_main
 
         return timeline_main(rest)
-    if command in ("up", "down", "status"):
+    if command in ("up", "down", "status", "env"):
         from localcloud.__main__ import main as cloud_main
 
         return cloud_main([command, *rest])

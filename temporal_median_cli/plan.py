@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the measured ratio of the course's granule)")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                         help=f"window size ({MIN_TILE_SIZE}-{MAX_TILE_SIZE})")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="luminance: the RGB of the observed sample of median brightness; per-band: each band's own median",
+    )
     parser.add_argument("--start", help="first acquisition day kept, YYYY-MM-DD")
     parser.add_argument("--end", help="last acquisition day kept, YYYY-MM-DD")
     parser.add_argument("--max-cloud", type=float, help="highest cloud cover kept, percent")

@@ -27,9 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local directory of co-registered 3-band uint8 GeoTIFFs, a gs:// prefix, or a STAC "
         "ItemCollection (.json: a local file, gs:// or https:// URL)",
     )
-    parser.add_argument("output", help="local directory for median.tif, quicklook.png and job.json")
+    parser.add_argument("output", help="local directory for the results: median.tif, quicklook.png, item.json, collection.json, job.json, timeline.png, and a folder per period")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help=f"window size ({MIN_TILE_SIZE}-{MAX_TILE_SIZE})")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="luminance: the RGB of the observed sample of median brightness; per-band: each band's own median",
+    )
     parser.add_argument("--job-id", default=None, help="default: derived from the inputs and parameters")
     parser.add_argument("--start", help="first acquisition day kept, YYYY-MM-DD (inclusive)")
     parser.add_argument("--end", help="last acquisition day kept, YYYY-MM-DD (inclusive)")

@@ -216,7 +216,7 @@ def parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     from temporal_median_cli.timeline import build_parser as timeline
 
     return [("sample", sample()), ("run", run()), ("plan", plan()), ("timeline", timeline()),
-            ("up | down | status", cloud())]
+            ("up | down | status | env", cloud())]
 
 
 def _value(action: argparse.Action) -> str:
@@ -263,8 +263,8 @@ def cli_page() -> str:
         parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=100)
         out += [f"## `{name}`", "", prose(parser.description), "", "```text", parser.format_usage().strip(), "```", ""]
         if name.startswith("up"):
-            out += ["`temporal-median up`, `down` and `status` run `python -m localcloud` with that command; "
-                    "`python -m localcloud env` prints the environment for clients.", ""]
+            out += ["`temporal-median up`, `down`, `status` and `env` run `python -m localcloud` with that command; "
+                    "`env` prints the emulators' variables for clients (`eval \"$(temporal-median env)\"`).", ""]
         for group in parser._action_groups:
             actions = [a for a in group._group_actions if not isinstance(a, argparse._HelpAction)]
             if not actions:

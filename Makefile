@@ -41,7 +41,7 @@ test: venv kernels docs
 # The site (mkdocs.yml, docs/): --strict turns a broken link, a page missing from the nav or a
 # reference page that cannot be generated into a failure.
 docs: venv
-	$(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 docs-serve: venv
 	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -107,13 +108,18 @@ def run_page(page: Path, env: dict) -> subprocess.CompletedProcess:
     script = bash_script(page)
     assert script, f"{page.name} has no bash block"
     started = time.monotonic()
+    # Its own process group, so that a page stopped on timeout leaves nothing running.
+    process = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-            timeout=PAGE_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{page.name} did not finish in {PAGE_TIMEOUT} s:\n{(exc.stderr or b'')[-4000:]!r}")
+        stdout, stderr = process.communicate(timeout=PAGE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{page.name} did not finish in {PAGE_TIMEOUT} s:\n{stderr[-4000:]}")
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     took = time.monotonic() - started
     if done.returncode != 0:
         blocks = re.findall(r">>> (\S+)", done.stderr)

@@ -20,9 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stac_support import start_stac_server  # noqa: E402 - after the path
+# Run as a script, this file's folder (tests/) is first on sys.path.
+from stac_support import start_stac_server
 
 
 def stac_api(items_path: Path, workdir: Path | None, collection: str) -> int:

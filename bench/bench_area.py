@@ -7,7 +7,9 @@ composited onto one output grid, the same grid for all:
 - ``ours per-band``: the items read (``StacInput``), ``plan_layout`` (no area by default: the
   union of the scenes' footprints on the UTM zone of its centre; ``--bbox`` gives one), then
   ``compute_area_tile`` for every window of ``--tile-size``, one after the other (threads:
-  the core's default), each writing its tile COG (RGB + count).
+  the core's default), each writing its tile COG (RGB + count). Scenes on the output grid's
+  pixel grid are plain windowed reads, the others go through the warper's pixel map of their
+  tile (``raster/warp.py``); the layout line counts each kind.
 - ``odc-stac``: ``odc.stac.load`` of the ``visual`` asset's three bands (``visual.1..3``) on a
   GeoBox built from our grid's affine, shape and CRS, ``groupby="solar_day"`` (its default fuser:
   per band, the first sample that is not nodata 0), ``chunks`` of ``--chunk``,
@@ -105,13 +107,22 @@ def _child_area(data_dir: str, tiles: int) -> dict:
 
 
 def _child_layout(items: str, tile_size: int, bbox) -> dict:
-    """The output grid and windows plan_layout gives (what odc-stac is asked to load onto)."""
+    """The output grid and windows plan_layout gives (what odc-stac is asked to load onto), and how
+    many window-scene reads are plain windowed reads (scenes on the output grid's pixel grid)."""
+    import rasterio
+    from rasterio.crs import CRS
+
     from temporal_median.job.layout import plan_layout
+    from temporal_median.raster.warp import aligned_offset
     from temporal_median.scenes.stac import StacInput
 
     scenes = StacInput.from_request({"inputs": items}, allow_local=True).scenes()
     layout = plan_layout(scenes, _grid_area(bbox), tile_size, max_windows=10_000)
     r = layout.raster
+    aligned = []
+    for scene in layout.scenes:
+        with rasterio.open(scene.url) as ds:
+            aligned.append(ds.crs == CRS.from_user_input(r.crs) and aligned_offset(ds.transform.to_gdal(), r) is not None)
     return {
         "crs": r.crs,
         "transform": list(r.transform),
@@ -121,6 +132,7 @@ def _child_layout(items: str, tile_size: int, bbox) -> dict:
         "scenes": len(layout.scenes),
         "observations": len(layout.observations),
         "pairs": sum(len(v) for v in layout.windows.values()),
+        "aligned_pairs": sum(aligned[i] for v in layout.windows.values() for i in v),
     }
 
 
@@ -370,7 +382,8 @@ def main(argv=None) -> None:
             f"output grid {grid['crs']}, {grid['transform'][0]:g} m, {grid['width']} x {grid['height']} px "
             f"({'bbox ' + args.bbox if bbox else 'no area: the union of the scenes footprints'}); "
             f"{grid['windows']} windows of {args.tile_size}; {grid['scenes']} scenes in "
-            f"{grid['observations']} observations; {grid['pairs']} window-scene reads",
+            f"{grid['observations']} observations; {grid['pairs']} window-scene reads, {grid['aligned_pairs']} of them "
+            "on the output's pixel grid (plain windowed reads), the others through the warper's pixel maps",
             flush=True,
         )
         outs = {kind: tempfile.mkdtemp(prefix=kind.replace(" ", "-").replace("/", "") + "-", dir=work)

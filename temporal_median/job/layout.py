@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Sequence
 
+import numpy as np
+
 from temporal_median.base.errors import InvalidRequest
 from temporal_median.base.grid import Grid, RasterGrid
 from temporal_median.job.area import Area
 from temporal_median.raster.gdal import gdal_env, read_threads
 from temporal_median.raster.read import probe, shutdown, wait_all
 from temporal_median.raster.warp import (
-    Footprint,
     area_grid,
     bounds_in,
     check_scene_type,
     crs_text,
     grid_bounds,
+    outline_in,
     parse_crs,
     utm_crs,
     window_bounds,
@@ -26,6 +28,66 @@ from temporal_median.raster.warp import (
 from temporal_median.scenes.scene import Scene
 
 _WGS84 = "EPSG:4326"
+#: Output pixels a window is grown by before its footprint test: the outline's points lie on the
+#: scene's true edges, and the curve between two of them strays far less from their chord.
+_MARGIN_PIXELS = 2
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Where a scene lies, in the output grid's CRS: its box, and the convex hull of its outline.
+
+    A scene of another CRS is a turned, slightly curved quadrilateral there, and its box holds
+    corners it does not cover: windows there would read it for nothing but nodata.
+    """
+
+    url: str
+    bounds: tuple
+    hull: tuple = ()  # counter-clockwise (x, y) vertices; () when the box is the footprint
+
+    @classmethod
+    def of(cls, url: str, box: tuple, crs: str, out_crs: str) -> "Footprint":
+        """The footprint of a scene's ``box`` in its ``crs``, on the output CRS."""
+        bounds = bounds_in(box, crs, out_crs)
+        return cls(url, bounds, _convex_hull(outline_in(box, crs, out_crs)) if crs != out_crs else ())
+
+    def touches(self, bounds: tuple, margin: float = 0.0) -> bool:
+        """True if the footprint's box overlaps the box ``bounds`` by more than an edge, and its
+        hull meets ``bounds`` grown by ``margin``."""
+        return bool(self.touching(np.asarray([bounds], float), margin)[0])
+
+    def touching(self, boxes: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """:meth:`touches` of each of ``boxes`` (n, 4) at once: (n,) bool."""
+        w, s, e, n = self.bounds
+        west, south, east, north = boxes.T
+        touch = (w < east) & (west < e) & (s < north) & (south < n)
+        if self.hull and touch.any():
+            hull = np.asarray(self.hull)
+            x0, y0 = hull[:, 0, None, None], hull[:, 1, None, None]
+            dx, dy = (np.roll(hull, -1, axis=0) - hull).T[:, :, None, None]
+            xs = np.stack([west - margin, east + margin, east + margin, west - margin], axis=1)[None]
+            ys = np.stack([south - margin, south - margin, north + margin, north + margin], axis=1)[None]
+            # Every corner right of a counter-clockwise edge: that edge's line separates the two.
+            separated = ((dx * (ys - y0) - dy * (xs - x0)) <= 0).all(axis=2).any(axis=0)
+            touch &= ~separated
+        return touch
+
+
+def _convex_hull(points) -> tuple:
+    """Counter-clockwise convex hull of points (Andrew's monotone chain)."""
+    points = sorted(set(points))
+
+    def half(seq):
+        chain = []
+        for p in seq:
+            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    lower, upper = half(points), half(reversed(points))
+    return tuple(lower[:-1] + upper[:-1])
 
 
 def solar_day(moment: datetime, longitude: float) -> date:
@@ -121,7 +183,7 @@ def plan_layout(
         )
         crs = utm_crs((west + east) / 2, (south + north) / 2)
     out_crs = crs_text(crs)
-    footprints = [Footprint(s.url, bounds_in(box, f.grid.crs, out_crs)) for s, box, f in zip(scenes, boxes, facts)]
+    footprints = [Footprint.of(s.url, box, f.grid.crs, out_crs) for s, box, f in zip(scenes, boxes, facts)]
     if area is not None and area.resolution:
         resolution = area.resolution
     else:
@@ -136,17 +198,17 @@ def plan_layout(
             f"{tile_size}; at most {max_windows} (TM_MAX_WINDOWS) are allowed: a smaller area or a coarser resolution"
         )
 
-    extent = grid_bounds(raster)
-    inside = [i for i, fp in enumerate(footprints) if fp.touches(extent)]
+    extent, margin = grid_bounds(raster), _MARGIN_PIXELS * resolution
+    inside = [i for i, fp in enumerate(footprints) if fp.touches(extent, margin)]
     if not inside:
         raise InvalidRequest("'bbox': the area touches no scene's footprint")
     outside = tuple(scenes[i] for i in range(len(scenes)) if i not in set(inside))
     centres = {i: _centre_longitude(footprints[i].bounds, out_crs) for i in inside}
     ordered, observations = _group(scenes, inside, centres)
-    windows = {}
-    for tile, window in grid.windows():
-        box = window_bounds(raster, window)
-        windows[tile] = tuple(j for j, i in enumerate(ordered) if footprints[i].touches(box))
+    tiles = list(grid.windows())
+    boxes = np.asarray([window_bounds(raster, window) for _, window in tiles], float)
+    touching = [footprints[i].touching(boxes, margin) for i in ordered]
+    windows = {tile: tuple(j for j, touch in enumerate(touching) if touch[k]) for k, (tile, _) in enumerate(tiles)}
     return Layout(raster, grid, tuple(scenes[i] for i in ordered), observations, windows, outside)
 
 

@@ -1,8 +1,9 @@
-"""Scenes on an output grid: the grid an area asks for, footprints in its CRS, warped window reads."""
+"""Scenes on an output grid: the grid an area asks for, outlines in its CRS, window reads (direct or warped)."""
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,13 +11,17 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioError
+from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
+from rasterio.warp import transform, transform_bounds
+from rasterio.windows import Window as RioWindow
 
 from temporal_median.base.errors import InputMismatch, InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
-from temporal_median.raster.gdal import gdal_error
+from temporal_median.raster.direct import GDT_BYTE, GdalCallError, Raster, open_raster, read_head
+from temporal_median.raster.gdal import gdal_error, to_gdal_path
+from temporal_median.raster.geotiff import geotiff_keys
 from temporal_median.raster.read import SceneFacts, open_scene, scene_facts, window_block_bytes
 
 #: The output grid's internal block: the tiles' and the mosaic's (raster/profiles.py).
@@ -64,6 +69,18 @@ def bounds_in(bounds: tuple, src_crs, dst_crs) -> tuple[float, float, float, flo
     return tuple(float(v) for v in transform_bounds(src, dst, *bounds, densify_pts=_DENSIFY))
 
 
+def outline_in(bounds: tuple, src_crs, dst_crs) -> list[tuple[float, float]]:
+    """A box's outline in another CRS: its edges densified (as :func:`bounds_in`), counter-clockwise."""
+    west, south, east, north = bounds
+    steps = [i / (_DENSIFY - 1) for i in range(_DENSIFY - 1)]
+    xs = [west + (east - west) * t for t in steps] + [east] * len(steps)
+    ys = [south] * len(steps) + [south + (north - south) * t for t in steps]
+    xs += [east - (east - west) * t for t in steps] + [west] * len(steps)
+    ys += [north] * len(steps) + [north - (north - south) * t for t in steps]
+    src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
+    return list(zip(xs, ys)) if src == dst else list(zip(*transform(src, dst, xs, ys)))
+
+
 def grid_bounds(grid: RasterGrid) -> tuple[float, float, float, float]:
     """(west, south, east, north) of a north-up grid, in its CRS."""
     a, _, c, _, e, f = grid.transform
@@ -103,19 +120,6 @@ def area_grid(bounds: tuple, crs: CRS, resolution: float) -> RasterGrid:
     return RasterGrid(width, height, crs_text(crs), tuple(transform)[:6], OUTPUT_BLOCK)
 
 
-@dataclass(frozen=True)
-class Footprint:
-    """Where a scene lies, in the output grid's CRS: its box, from its file's grid."""
-
-    url: str
-    bounds: tuple
-
-    def touches(self, bounds: tuple) -> bool:
-        """True if the two boxes overlap by more than an edge."""
-        w, s, e, n = self.bounds
-        return w < bounds[2] and bounds[0] < e and s < bounds[3] and bounds[1] < n
-
-
 def check_scene_type(facts: SceneFacts, url: str) -> None:
     """InputMismatch naming ``url`` unless the scene is 3-band uint8 (any grid)."""
     if facts.count != 3:
@@ -136,8 +140,11 @@ def window_bounds(grid: RasterGrid, window: Window) -> tuple[float, float, float
 def warp_scene(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> int:
     """Warp ``url`` onto ``window`` of ``grid`` into ``out`` (3, h, w) uint8, nearest neighbour.
 
-    Pixels the scene does not cover, or covers with 0 (nodata), are 0. The GDAL warper runs
-    without the GIL, so scenes warp side by side in threads.
+    Pixels the scene does not cover, or covers with 0 (nodata), are 0. A scene on the grid's
+    own pixel grid (see :func:`aligned_offset`) is read as a plain window by the direct reader,
+    any other through the warper's pixel map for its grid (see :func:`read_direct`): the
+    warper's very pixels either way. The reads and the warper run without the GIL, so scenes
+    warp side by side in threads.
 
     Returns
     -------
@@ -150,7 +157,9 @@ def warp_scene(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> i
     InputMismatch, InputUnreadable, StorageUnavailable
         A scene that is not 3-band uint8, or cannot be read (permanent), or storage failed.
     """
-    transform = Affine(*grid.window_transform(window)[:6])
+    read = read_direct(url, out, grid, window)
+    if read is not None:
+        return read
     try:
         # A bare Env in the worker thread, as raster.read.probe explains.
         with rasterio.Env(), open_scene(url) as ds:
@@ -158,32 +167,234 @@ def warp_scene(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> i
             check_scene_type(facts, url)
             # A WarpedVRT read (not rasterio.warp.reproject, which holds the GIL around GDALWarp
             # in rasterio 1.4): RasterIO on the VRT runs the warper with the GIL released.
-            with WarpedVRT(
-                ds,
-                crs=grid.crs,
-                transform=transform,
-                width=window.width,
-                height=window.height,
-                resampling=Resampling.nearest,
-                tolerance=WARP_TOLERANCE,
-                src_nodata=0,
-                nodata=0,
-                init_dest_nodata=True,
-            ) as vrt:
+            with _warped_vrt(ds, grid, window) as vrt:
                 vrt.read((1, 2, 3), out=out)
             return _source_bytes(ds, facts, grid, window)
     except (RasterioError, OSError) as exc:
         raise gdal_error(exc, url, "warp raster") from exc
 
 
+def _warped_vrt(ds, grid: RasterGrid, window: Window) -> WarpedVRT:
+    """``ds`` on ``window`` of ``grid``: nearest neighbour, 0 as nodata in and out."""
+    return WarpedVRT(
+        ds, crs=grid.crs, transform=Affine(*grid.window_transform(window)[:6]), width=window.width,
+        height=window.height, resampling=Resampling.nearest, tolerance=WARP_TOLERANCE, src_nodata=0, nodata=0,
+        init_dest_nodata=True,
+    )
+
+
 def _source_bytes(ds, facts: SceneFacts, grid: RasterGrid, window: Window) -> int:
     """Compressed bytes of the source blocks under the window's footprint (the reads' size)."""
-    west, south, east, north = bounds_in(window_bounds(grid, window), grid.crs, facts.crs)
-    inverse = ~facts.transform
-    cols, rows = zip(*(inverse @ (x, y) for x in (west, east) for y in (south, north)))
-    c0, r0 = max(0, math.floor(min(cols))), max(0, math.floor(min(rows)))
-    c1, r1 = min(facts.width, math.ceil(max(cols))), min(facts.height, math.ceil(max(rows)))
-    if c1 <= c0 or r1 <= r0:
-        return 0
-    return window_block_bytes(ds, Window(c0, r0, c1 - c0, r1 - r0))
+    part = source_window(grid, window, facts.crs, facts.transform, facts.width, facts.height)
+    return window_block_bytes(ds, part) if part is not None else 0
 
+
+def source_window(grid: RasterGrid, window: Window, crs, transform: Affine, width: int, height: int,
+                  margin: int = 0) -> Window | None:
+    """The part of a scene (``crs``, ``transform``, size) under ``window``'s footprint, grown by
+    ``margin`` pixels and cut to the scene; None when the two do not meet."""
+    west, south, east, north = bounds_in(window_bounds(grid, window), grid.crs, crs)
+    inverse = ~transform
+    cols, rows = zip(*(inverse @ (x, y) for x in (west, east) for y in (south, north)))
+    c0, r0 = max(0, math.floor(min(cols)) - margin), max(0, math.floor(min(rows)) - margin)
+    c1, r1 = min(width, math.ceil(max(cols)) + margin), min(height, math.ceil(max(rows)) + margin)
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
+
+
+# --------------------------------------------------------------------------------------------
+# The direct path: a scene's window read by the direct reader (GDAL's C API, the GIL released),
+# placed on the output window as the warper would place it.
+# --------------------------------------------------------------------------------------------
+
+#: Offsets and pixel sizes within this share of a pixel count as equal (float noise in transforms).
+_ALIGN_TOLERANCE = 1e-6
+_HEAD_BYTES = 16384  # searched for a scene's GeoTIFF keys (a COG's header holds them)
+#: Source pixels read around a window's footprint for a pixel map (the warper's error is far less).
+_MAP_MARGIN = 4
+#: A pixel map's source part is numbered in the 24 bits of three bytes (1..2**24 - 1).
+_MAP_PIXELS = (1 << 24) - 1
+#: Pixel maps kept (5 bytes a window pixel): a window's maps serve every date of its tiles.
+_MAPS_KEPT, _MAPS_BYTES = 8, 256 << 20
+#: (CRS key, output CRS) -> same CRS? PROJ compares a series' CRS once, as raster.read does.
+_SAME_CRS: dict[tuple, bool] = {}
+_maps: dict[tuple, "_PixelMap"] = {}
+_maps_lock = threading.Lock()
+
+
+def aligned_offset(gdal_transform: tuple, grid: RasterGrid) -> tuple[int, int] | None:
+    """(columns, rows) from ``grid``'s origin to a scene's (GDAL geotransform), or None unless the
+    scene is north-up at the grid's pixel size, a whole number of pixels away: each output pixel's
+    centre is then a source pixel's, which the warper takes (WARP_TOLERANCE is far from half a pixel)."""
+    c, a, b, f, d, e = gdal_transform
+    ga, gb, gc, gd, ge, gf = grid.transform[:6]
+    if b or d or gb or gd or abs(a - ga) > _ALIGN_TOLERANCE * abs(ga) or abs(e - ge) > _ALIGN_TOLERANCE * abs(ge):
+        return None
+    cols, rows = (c - gc) / ga, (f - gf) / ge
+    if abs(cols - round(cols)) > _ALIGN_TOLERANCE or abs(rows - round(rows)) > _ALIGN_TOLERANCE:
+        return None
+    return round(cols), round(rows)
+
+
+@dataclass
+class _PixelMap:
+    """Where the warper takes a window's pixels from, for every scene of one grid: ``index`` (h, w)
+    into ``region`` (row-major); ``keep`` 255 where the scene reaches, 0 where not (None: all);
+    ``source``, the part under the window (its blocks are the bytes read). None: nothing covered."""
+
+    lock: threading.Lock
+    region: Window | None = None
+    source: Window | None = None
+    index: np.ndarray | None = None
+    keep: np.ndarray | None = None
+    built: bool = False
+
+
+def _same_crs(key, wkt: str, crs: str) -> bool:
+    """Is the scene's CRS (``wkt``, named by ``key``: its GeoTIFF keys or WKT) ``crs``?"""
+    same = _SAME_CRS.get((key, crs))
+    if same is None:
+        same = CRS.from_wkt(wkt) == CRS.from_user_input(crs)
+        if len(_SAME_CRS) > 256:
+            _SAME_CRS.clear()
+        _SAME_CRS[(key, crs)] = same
+    return same
+
+
+def read_direct(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> int | None:
+    """:func:`warp_scene` through the direct reader; None where it does not apply (the caller warps).
+
+    A scene on the grid's pixel grid (:func:`aligned_offset`) is read as a plain window, any other
+    through the warper's pixel map of its grid on the window (:func:`_build_map`, shared by that
+    grid's scenes): each output pixel is the source pixel the warper takes, 0 where none. None
+    when the direct reader is unavailable, the scene is not 3-band uint8 with a CRS (the warper
+    path names what is wrong), or there is no pixel map (too large, or unlike the warper)."""
+    path = to_gdal_path(url)
+    try:
+        raster = open_raster(path)
+    except GdalCallError as exc:
+        raise gdal_error(exc, url, "open raster") from exc
+    if raster is None:
+        return None
+    with raster:
+        if raster.count != 3 or any(raster.data_type(band) != GDT_BYTE for band in (1, 2, 3)):
+            return None
+        wkt, keys = raster.projection(), geotiff_keys(read_head(path, _HEAD_BYTES) or b"")
+        key = keys if keys is not None else wkt
+        if not wkt:
+            return None
+        gdal_transform = raster.gdal_transform()
+        offset = aligned_offset(gdal_transform, grid) if _same_crs(key, wkt, grid.crs) else None
+        if offset is not None:
+            col0, row0 = window.col_off - offset[0], window.row_off - offset[1]
+            c0, r0 = max(0, col0), max(0, row0)
+            c1, r1 = min(raster.width, col0 + window.width), min(raster.height, row0 + window.height)
+            if c1 <= c0 or r1 <= r0:
+                out[...] = 0
+                return 0
+            part = Window(c0, r0, c1 - c0, r1 - r0)
+            if (part.width, part.height) == (window.width, window.height) and out.flags.c_contiguous:
+                _read(raster, url, part, out)
+            else:
+                out[...] = 0
+                _read(raster, url, part, out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0])
+            return _block_bytes(raster, part)
+        pixel_map = _pixel_map((key, gdal_transform, raster.width, raster.height, grid, window), wkt, url)
+        if pixel_map is None:
+            return None
+        if pixel_map.region is None:
+            out[...] = 0
+            return 0
+        region = pixel_map.region
+        pixels = np.empty((3, region.height, region.width), np.uint8)
+        _read(raster, url, region, pixels)
+        _mapped(pixels, pixel_map, out)
+        return _block_bytes(raster, pixel_map.source) if pixel_map.source is not None else 0
+
+
+def _read(raster: Raster, url: str, part: Window, out: np.ndarray) -> None:
+    """Bands 1-3 of ``part`` into ``out`` (3, h, w), through a buffer unless C-contiguous."""
+    target = out if out.flags.c_contiguous else np.empty((3, part.height, part.width), np.uint8)
+    try:
+        raster.read(part.col_off, part.row_off, part.width, part.height, target)
+    except GdalCallError as exc:
+        raise gdal_error(exc, url, f"read window {part.as_list()}") from exc
+    if target is not out:
+        out[...] = target
+
+
+def _mapped(pixels: np.ndarray, pixel_map: _PixelMap, out: np.ndarray) -> np.ndarray:
+    """``pixels`` of the map's region (3, rows, columns) placed on the window, into ``out``."""
+    np.take(pixels.reshape(3, -1), pixel_map.index, axis=1, out=out, mode="clip")
+    return out if pixel_map.keep is None else np.bitwise_and(out, pixel_map.keep, out=out)
+
+
+def _pixel_map(key: tuple, wkt: str, url: str) -> _PixelMap | None:
+    """The pixel map of ``key`` (CRS key, geotransform, size, grid, window): built once, kept."""
+    with _maps_lock:
+        pixel_map = _maps.get(key)
+        if pixel_map is None:
+            while _maps and (len(_maps) >= _MAPS_KEPT or _MAPS_BYTES < sum(
+                    5 * k[-1].width * k[-1].height for k in (*_maps, key))):
+                _maps.pop(next(iter(_maps)))
+            pixel_map = _maps[key] = _PixelMap(threading.Lock())
+    with pixel_map.lock:
+        if not pixel_map.built:
+            pixel_map.built = True
+            try:
+                _build_map(pixel_map, wkt, *key[1:], url)
+            except (RasterioError, OSError):  # not the scene's fault: it is warped
+                pixel_map.index = None
+    return pixel_map if pixel_map.index is not None or pixel_map.region is None else None
+
+
+def _build_map(pixel_map: _PixelMap, wkt: str, gdal_transform: tuple, width: int, height: int,
+               grid: RasterGrid, window: Window, url: str) -> None:
+    """Warp the numbers of the source pixels under the window, exactly as a scene is warped.
+
+    The numbers (1-based, 0 for none) are the bytes of a sparse 3-band uint8 GeoTIFF of the
+    scene's size, CRS and transform: the warper takes the same source pixel for each output
+    pixel as from the scene (its nodata, 0 in a byte, leaves the 0 that nodata would write).
+    Insurance: the map is dropped (the scenes warped) unless it gives ``url`` as the warper does."""
+    crs, transform = CRS.from_wkt(wkt), Affine.from_gdal(*gdal_transform)
+    pixel_map.source = source_window(grid, window, crs, transform, width, height)
+    region = source_window(grid, window, crs, transform, width, height, _MAP_MARGIN)
+    if region is None:
+        return
+    pixels = region.width * region.height
+    if pixels > _MAP_PIXELS:
+        pixel_map.region = region  # too large to number: the scenes are warped
+        return
+    numbers = np.arange(1, pixels + 1, dtype=np.uint32).reshape(region.height, region.width)
+    warped = np.empty((3, window.height, window.width), np.uint8)
+    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs=crs, transform=transform,
+                   tiled=True, blockxsize=512, blockysize=512, sparse_ok=True)
+    pixel_map.region = region  # without an index until it is built: the scenes are warped
+    with rasterio.Env(), MemoryFile() as memory:
+        with memory.open(**profile) as dst:
+            dst.write(np.stack([(numbers >> shift).astype(np.uint8) for shift in (0, 8, 16)]),
+                      window=RioWindow(region.col_off, region.row_off, region.width, region.height))
+        with memory.open() as ds, _warped_vrt(ds, grid, window) as vrt:
+            vrt.read((1, 2, 3), out=warped)
+    number = warped[0].astype(np.int32) | warped[1].astype(np.int32) << 8 | warped[2].astype(np.int32) << 16
+    pixel_map.index = np.maximum(number - 1, 0)
+    pixel_map.keep = np.where(number > 0, np.uint8(255), np.uint8(0)) if not number.all() else None
+    with rasterio.Env(), open_scene(url) as ds, _warped_vrt(ds, grid, window) as vrt:
+        vrt.read((1, 2, 3), out=warped)
+        pixels = ds.read((1, 2, 3), window=RioWindow(region.col_off, region.row_off, region.width, region.height))
+    if not np.array_equal(_mapped(pixels, pixel_map, np.empty_like(warped)), warped):
+        pixel_map.index = None
+
+
+def _block_bytes(raster: Raster, window: Window) -> int:
+    """Compressed bytes of the blocks ``window`` touches (the TIFF's block sizes; 0 when unknown)."""
+    block_h, block_w = raster.block_shape(1)
+    bands = (1, 2, 3) if (raster.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() == "BAND" else (1,)
+    total = 0
+    for by in range(window.row_off // block_h, (window.row_off + window.height - 1) // block_h + 1):
+        for bx in range(window.col_off // block_w, (window.col_off + window.width - 1) // block_w + 1):
+            for band in bands:
+                size = raster.metadata_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", band)
+                if size is None:
+                    return 0
+                total += int(size)
+    return total

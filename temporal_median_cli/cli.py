@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: temporal-median <command> [options]
@@ -24,6 +25,17 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = args[0], args[1:]
+    try:
+        code = _dispatch(command, rest)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`temporal-median plan ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
     if command == "sample":
         from .sample import main as sample_main
 

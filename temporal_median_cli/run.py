@@ -150,6 +150,7 @@ def main(argv=None) -> int:
         print(f"fanout refused the job ({status_code}): {answer.get('error', answer)}", file=sys.stderr)
         return 1
     job_id = answer["job_id"]
+    posted = time.monotonic()
     print(
         f"job {job_id}: {answer['inputs']} scenes ({answer.get('dropped', 0)} dropped by the selection), "
         f"{answer['tiles']} tiles, {answer['published']} published, "
@@ -196,14 +197,20 @@ def main(argv=None) -> int:
         if status["mosaic"].get("error"):
             print(f"  mosaic: {status['mosaic']['error']}", file=sys.stderr)
         return 1
+    finished = time.monotonic()
     copied = copy_results(status["mosaic"]["record"].rsplit("/", 1)[0], args.output)
     record = status["mosaic"]["figures"]
-    wall = time.monotonic() - started
-    print(
-        f"done: {record['tiles']} tiles of {record['inputs']} scenes ({record['width']} x {record['height']} px, "
-        f"{record['method']}) in {record['seconds_fanout_to_mosaic']:.1f}s from fanout to mosaic "
-        f"({wall:.1f}s in all), {record['bytes_read'] / 1e6:.1f} MB read"
-    )
+    what = f"{record['tiles']} tiles of {record['inputs']} scenes ({record['width']} x {record['height']} px, {record['method']})"
+    composites = f", {len(status['periods'])} periods and the whole range" if status.get("periods") else ""
+    if not answer["published"]:
+        # A re-post of a finished job: nothing ran now, so the figures are the first run's.
+        print(f"already complete: {what}{composites}, computed earlier in {record['seconds_fanout_to_mosaic']:.1f}s "
+              f"from fanout to mosaic, {record['bytes_read'] / 1e6:.1f} MB read")
+    else:
+        # From the POST to the job's end (its last composite), as polled; the whole range's own
+        # fanout-to-mosaic time is in its job.json.
+        print(f"done: {what}{composites} in {finished - posted:.1f}s from the POST to the job's end "
+              f"({time.monotonic() - started:.1f}s in all), {record['bytes_read'] / 1e6:.1f} MB read")
     for path in copied:
         print(f"  {path}")
     return 0

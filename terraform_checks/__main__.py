@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 
@@ -24,8 +25,14 @@ from .sizes import (
 from .versions import version_findings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run every check and print what it found; exit non-zero on any problem."""
+    argparse.ArgumentParser(
+        prog="python -m terraform_checks",
+        description="Offline checks of terraform/: fmt, the variables' validation rules (terraform plan), "
+        "public members, grants, APIs, build waits, sizes and quotas, provider arguments, function zips, "
+        "checkov (installed into terraform/build/checkov-venv on first use). Exit 1 on any problem.",
+    ).parse_args(argv)
     problems = 0
     config = TerraformConfig.load()
     unformatted = unformatted_files()

@@ -106,6 +106,9 @@ class StartResult:
     manifest: Manifest
     published: int
     already_done: int
+    #: Scenes this request's selection dropped (a re-post with other criteria may drop others
+    #: than the manifest's first request did: the job is the same when the kept scenes are).
+    dropped: int
 
     def to_dict(self, settings: Settings) -> dict:
         paths = JobPaths.of(settings.work_url, self.manifest.job_id)
@@ -116,7 +119,7 @@ class StartResult:
             "already_done": self.already_done,
             "method": self.manifest.method,
             "inputs": len(self.manifest.datasets),
-            "dropped": len(self.manifest.selection.get("dropped", [])),
+            "dropped": self.dropped,
             "status": f"/jobs/{self.manifest.job_id}",
             "manifest": str(paths.manifest),
             "tiles_location": str(paths.tiles),
@@ -200,7 +203,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
         "job started",
         extra={"job_id": job_id, "fields": {"tiles": len(grid), "published": len(missing), "already_done": len(done)}},
     )
-    return StartResult(manifest, len(missing), len(done))
+    return StartResult(manifest, len(missing), len(done), len(dropped))
 
 
 def _periods(request: JobRequest, scenes) -> tuple[tuple[Period, ...], tuple[str, ...], tuple[Period, ...]]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import replace
 
-from temporal_median.base.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
-from temporal_median.base.methods import DEFAULT_METHOD, METHODS
+from .options import add_job_options, request_body
 
 _GEOMETRY = re.compile(r"^(\d+)x(\d+)x(\d+)$")
 
@@ -28,18 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "216x10980x10980 (a granule)")
     parser.add_argument("--bytes-per-window", type=int, help="with --geometry: compressed bytes a full window reads "
                         "(default: the measured ratio of the course's granule)")
-    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                        help=f"window size ({MIN_TILE_SIZE}-{MAX_TILE_SIZE})")
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default=DEFAULT_METHOD,
-        help="luminance: the RGB of the observed sample of median brightness; per-band: each band's own median",
-    )
-    parser.add_argument("--start", help="first acquisition day kept, YYYY-MM-DD")
-    parser.add_argument("--end", help="last acquisition day kept, YYYY-MM-DD")
-    parser.add_argument("--max-cloud", type=float, help="highest cloud cover kept, percent")
-    parser.add_argument("--asset", help="the STAC items' asset to read (default: visual)")
+    add_job_options(parser)
     deployed = parser.add_argument_group("deployment (default: terraform/variables.tf's defaults)")
     deployed.add_argument("--max-instances", type=int, help="median_max_instances")
     deployed.add_argument("--concurrency", type=int, help="median_concurrency")
@@ -72,32 +59,24 @@ def deployment_of(args):
 
 
 def plan_input(args, deployment):
-    """The plan of a real job: its scenes chosen and checked as fanout does, then planned."""
-    from temporal_median.base.grid import Grid
+    """The plan of a real job: its scenes chosen and placed as fanout places them (an area's
+    layout included), then planned."""
     from temporal_median.base.settings import Settings
-    from temporal_median.functions.fanout import choose_scenes
+    from temporal_median.functions.fanout import choose_scenes, place
     from temporal_median.job.request import JobRequest
     from temporal_median.plan.plan import plan_job
-    from temporal_median.raster.read import inspect_inputs
 
     settings = replace(Settings.from_env(), allow_local_paths=True)
-    remote = args.input.startswith(("gs://", "https://", "http://"))
-    body = {"inputs": args.input if remote else os.path.abspath(args.input), "tile_size": args.tile_size,
-            "method": args.method}
-    for name, value in (("start", args.start), ("end", args.end), ("max_cloud", args.max_cloud), ("asset", args.asset)):
-        if value is not None:
-            body[name] = value
-    request = JobRequest.from_json(body, settings)
+    request = JobRequest.from_json(request_body(args), settings)
     chosen = choose_scenes(request, settings)
-    raster = inspect_inputs(list(chosen.urls), max_workers=settings.read_threads or None)
-    grid = Grid(raster.width, raster.height, request.tile_size)
-    return plan_job(chosen.urls, raster, grid, settings, method=request.method, deployment=deployment)
+    datasets, raster, grid, _ = place(chosen, request, settings)
+    return plan_job(datasets, raster, grid, settings, method=request.method, deployment=deployment)
 
 
 def describe(plan) -> list[str]:
     """The plan in a few lines: windows and bytes, the deployment, the prediction and its bound."""
     info = plan.to_dict()
-    pred, d = info["prediction"], plan.deployment
+    d = plan.deployment
     per = info["bytes_per_window"]
     lines = [
         f"plan: {info['windows']} windows of {info['tile_size']} px over {info['width']} x {info['height']} px, "
@@ -152,7 +131,7 @@ def main(argv=None) -> int:
 
         try:
             plan = plan_input(args, deployment)
-        except TemporalMedianError as exc:
+        except (TemporalMedianError, ValueError) as exc:
             print(f"temporal-median plan: {exc}", file=sys.stderr)
             return 1
     output = plan.to_dict()

@@ -10,8 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
-from temporal_median.base.grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
-from temporal_median.base.methods import DEFAULT_METHOD, METHODS
+from .options import add_job_options, input_location, request_body
 
 POLL_SECONDS = 0.5
 
@@ -28,25 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ItemCollection (.json: a local file, gs:// or https:// URL)",
     )
     parser.add_argument("output", help="local directory for the results: median.tif, quicklook.png, item.json, collection.json, job.json, timeline.png, and a folder per period")
-    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help=f"window size ({MIN_TILE_SIZE}-{MAX_TILE_SIZE})")
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default=DEFAULT_METHOD,
-        help="luminance: the RGB of the observed sample of median brightness; per-band: each band's own median",
-    )
+    add_job_options(parser)
     parser.add_argument("--job-id", default=None, help="default: derived from the inputs and parameters")
-    parser.add_argument("--start", help="first acquisition day kept, YYYY-MM-DD (inclusive)")
-    parser.add_argument("--end", help="last acquisition day kept, YYYY-MM-DD (inclusive)")
-    parser.add_argument("--max-cloud", type=float, help="highest cloud cover kept, percent (eo:cloud_cover, or an estimate)")
-    parser.add_argument("--asset", help="the STAC items' asset to read (default: visual); ItemCollection inputs only")
-    parser.add_argument("--bbox", type=float, nargs=4, metavar=("W", "S", "E", "N"),
-                        help="output area in degrees (WGS 84); default: the scenes' footprints")
-    parser.add_argument("--crs", help="output CRS, e.g. EPSG:32631; default: the scenes' shared CRS, else the UTM zone of the area's centre")
-    parser.add_argument("--resolution", type=float, help="output pixel size in the CRS's units; default: the scenes' finest")
-    parser.add_argument("--periods", help="composites besides the whole range: month, quarter, season, or START/END,... (default: year)")
-    parser.add_argument("--mask", help="drop samples by a classification asset, e.g. scl (sidecar *_SCL.tif for plain files)")
-    parser.add_argument("--mask-classes", help="classes dropped, e.g. 0,1,3,8,9,10 (the default with --mask)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the mosaic")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 %% instead)")
     return parser
@@ -111,12 +93,19 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from localcloud import LocalCloud, LocalCloudError
 
-    remote = args.input.startswith(("gs://", "https://", "http://"))
-    inputs = args.input if remote else os.path.abspath(args.input)
+    inputs = input_location(args.input)
+    remote = inputs != os.path.abspath(args.input)
     item_collection = inputs.lower().endswith(".json")
     if not remote and not (os.path.isdir(inputs) or (item_collection and os.path.isfile(inputs))):
         print(f"temporal-median run: {args.input} is neither a directory nor an ItemCollection .json file", file=sys.stderr)
         return 2
+    try:
+        body = request_body(args)
+    except ValueError as exc:
+        print(f"temporal-median run: {exc}", file=sys.stderr)
+        return 2
+    if args.job_id:
+        body["job_id"] = args.job_id
     started = time.monotonic()
     try:
         cloud = LocalCloud.load().up()
@@ -125,25 +114,6 @@ def main(argv=None) -> int:
         return 2
     os.environ.update(cloud.env())
     fanout = cloud.function_url("fanout").rstrip("/")
-    body = {"inputs": inputs, "tile_size": args.tile_size, "method": args.method}
-    if args.job_id:
-        body["job_id"] = args.job_id
-    # Fanout validates them all, and answers a 400 naming the field.
-    options = (
-        ("start", args.start), ("end", args.end), ("max_cloud", args.max_cloud), ("asset", args.asset),
-        ("bbox", args.bbox), ("crs", args.crs), ("resolution", args.resolution), ("periods", args.periods),
-    )
-    for field, value in options:
-        if value is not None:
-            body[field] = value
-    if args.mask or args.mask_classes:
-        body["mask"] = {"asset": args.mask or "scl"}
-        if args.mask_classes:
-            try:
-                body["mask"]["exclude"] = [int(c) for c in args.mask_classes.split(",") if c.strip()]
-            except ValueError:
-                print(f"temporal-median run: --mask-classes must be numbers like 0,3,8,9, got {args.mask_classes!r}", file=sys.stderr)
-                return 2
     print(f"POST {fanout}/jobs {json.dumps(body)}", file=sys.stderr)
     status_code, answer = http_json("POST", f"{fanout}/jobs", body)
     if status_code != 202:

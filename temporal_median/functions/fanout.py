@@ -134,7 +134,7 @@ def plan_request(request: JobRequest, settings: Settings) -> dict:
     from temporal_median.plan.plan import plan_job  # simpy: only for a dry run
 
     chosen = choose_scenes(request, settings)
-    datasets, raster, grid, layout = _place(chosen, request, settings)
+    datasets, raster, grid, layout = place(chosen, request, settings)
     plan = plan_job(datasets, raster, grid, settings, method=request.method, max_workers=settings.read_threads or None)
     return {"dry_run": True, "job_id": request.derive_job_id(datasets), "inputs": len(datasets),
             "dropped": len(chosen.dropped), "area": layout is not None, **plan.to_dict()}
@@ -147,7 +147,7 @@ def start_job(request: JobRequest, settings: Settings) -> StartResult:
     that exists. Posting the same job again publishes only the missing windows.
     """
     chosen = choose_scenes(request, settings)
-    datasets, raster, grid, layout = _place(chosen, request, settings)
+    datasets, raster, grid, layout = place(chosen, request, settings)
     dropped = [d.to_dict() for d in chosen.dropped]
     if layout is not None:
         dropped += [{**s.to_dict(), "reason": "footprint outside the area"} for s in layout.outside]
@@ -226,7 +226,7 @@ def _exists(url: str) -> bool:
     return url.startswith("https://") or os.path.isfile(url)
 
 
-def _place(chosen: SelectionResult, request: JobRequest, settings: Settings):
+def place(chosen: SelectionResult, request: JobRequest, settings: Settings):
     """The job's scenes, grid and windows: (datasets, raster, grid, layout or None).
 
     Co-registered scenes and no output grid asked for: the scenes' own grid, read as it is

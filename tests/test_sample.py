@@ -588,3 +588,21 @@ def test_cli_area_profile_sets_tiles_and_size(monkeypatch, tmp_path):
     assert (seen["tiles"], seen["scenes"], seen["width"], seen["height"]) == (3, 24, 1000, 1000)
     assert sample.main([str(tmp_path), "--tiles", "2", "--scenes", "5"]) == 0
     assert (seen["tiles"], seen["scenes"], seen["width"]) == (2, 5, 1000)
+
+
+def test_oracle_knows_the_clean_samples_and_their_ground(year_series, year_stack):
+    from temporal_median_cli.sample.oracle import oracle
+
+    rows, cols = np.arange(0, 300, 3), np.arange(1, 400, 2)
+    known = oracle(year_series, rows, cols)
+    scenes = year_stack[:, :, rows][:, :, :, cols]
+    clean = known.clean
+    assert 0.3 < clean.mean() < 0.8
+    # A clean sample shows the clean ground exactly (noise included), never a cloud or a gap.
+    np.testing.assert_array_equal(np.where(clean[:, None], scenes, 0), np.where(clean[:, None], known.ground, 0))
+    assert not ((scenes == 0) | (scenes == 255)).all(axis=1)[clean].any()
+    assert all(not clean[t].any() for t, s in enumerate(year_series.scenes) if s.haze)
+    # Noise moves the ground by 2 at most; the truth is the luminance median of the noise-free colours.
+    assert np.abs(known.ground.astype(int) - known.noise_free).max() <= 2
+    truth = read(year_series.ground_truth_path)[:, rows][:, :, cols]
+    assert np.mean(np.abs(compute_median(known.noise_free, "luminance").rgb.astype(int) - truth).max(axis=0) <= 10) > 0.8

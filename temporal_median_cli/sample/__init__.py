@@ -35,7 +35,9 @@ Modules, one concept each: ``series`` (constants, SceneInfo, SeriesInfo), ``nois
 hash noise), ``land`` (the ground and its seasons), ``sky`` (dates, clouds, shadows, haze, swath
 gaps), ``cog`` (writing COGs), ``truth`` (the ground truth), ``stac`` (items.json),
 ``scl`` (the scene classification), ``generate`` (generate_series), ``area`` (generate_area:
-the multi-tile series) and ``command`` (the command's options and main).
+the multi-tile series), ``oracle`` (what the generator knows of each sample: clean or not, its
+clean ground with and without noise; bench/bench_selection.py --ceiling) and ``command`` (the
+command's options and main).
 """
 
 from __future__ import annotations

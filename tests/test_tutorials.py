@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -86,6 +87,9 @@ def port_of(url: str) -> int:
 @pytest.fixture(scope="module")
 def tutorial_env(tmp_path_factory):
     """The environment the pages run in: a local cloud of their own, running, and DATA / OUT."""
+    # The pages use a user's shell tools; say which one is missing rather than fail mid-page.
+    missing = [tool for tool in ("curl", "jq") if shutil.which(tool) is None]
+    assert not missing, f"the tutorials need {' and '.join(missing)} on the PATH (Debian: apt install {' '.join(missing)})"
     base = tmp_path_factory.mktemp("tutorials")
     with full_cloud(base, emulator="builtin", set_environment=False) as cloud:
         env = clean_environ()

@@ -260,7 +260,7 @@ def cli_page() -> str:
            "dispatches to one command:", "", "```text", USAGE.strip(), "```", "",
            "Every command also takes `-h`/`--help`. Below, each command's arguments as its parser declares them.", ""]
     for name, parser in parsers():
-        parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=100)
+        parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=80)
         out += [f"## `{name}`", "", prose(parser.description), "", "```text", parser.format_usage().strip(), "```", ""]
         if name.startswith("up"):
             out += ["`temporal-median up`, `down`, `status` and `env` run `python -m localcloud` with that command; "

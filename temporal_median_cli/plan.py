@@ -69,8 +69,8 @@ def plan_input(args, deployment):
     settings = replace(Settings.from_env(), allow_local_paths=True)
     request = JobRequest.from_json(request_body(args), settings)
     chosen = choose_scenes(request, settings)
-    datasets, raster, grid, _ = place(chosen, request, settings)
-    return plan_job(datasets, raster, grid, settings, method=request.method, deployment=deployment)
+    datasets, raster, grid, layout = place(chosen, request, settings)
+    return plan_job(datasets, raster, grid, settings, method=request.method, deployment=deployment, layout=layout)
 
 
 def describe(plan) -> list[str]:

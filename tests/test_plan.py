@@ -243,3 +243,98 @@ def test_the_plan_loads_no_raster_library_until_it_opens_inputs():
             "print(','.join(m for m in ('rasterio', 'numba', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
+
+
+# -- areas: each window plans the scenes its layout gives it, each read in its own pixel space ---------------
+
+#: The plan's bytes of a window may differ from what compute_area_tile reads by this share
+#: (both take the same blocks: they agree to the byte on the fixture, this is headroom for a
+#: footprint's float rounding moving a part across a block edge).
+AREA_BYTES_TOLERANCE = 0.01
+AREA_TILE = 256
+
+
+@pytest.fixture(scope="module")
+def area_sample(tmp_path_factory):
+    from area_support import BBOX, write_area_series
+
+    from temporal_median.job.area import Area
+    from temporal_median.job.layout import plan_layout
+    from temporal_median.scenes.stac import StacInput
+
+    items = write_area_series(tmp_path_factory.mktemp("plan-area"))
+    scenes = StacInput.from_request({"inputs": str(items)}, allow_local=True).scenes()
+    layout = plan_layout(scenes, Area(bbox=tuple(BBOX), crs="EPSG:32631", resolution=10.0), AREA_TILE, max_windows=100)
+    return items, layout
+
+
+def measured_area_bytes(layout, directory) -> list[int]:
+    """compute_area_tile's own bytes_read of each window of ``layout`` (no cloud: local paths)."""
+    from temporal_median.compute.area import compute_area_tile
+
+    read = []
+    for tile, window in layout.grid.windows():
+        chosen = layout.windows[tile]
+        position = {index: i for i, index in enumerate(chosen)}
+        groups = [g for g in (tuple(position[i] for i in group if i in position) for group in layout.observations) if g]
+        stats = compute_area_tile([layout.scenes[i].url for i in chosen], groups, layout.raster, window,
+                                  str(directory / f"{tile}.tif"))
+        read.append(stats.bytes_read)
+    return read
+
+
+def test_an_areas_plan_reads_each_windows_scenes_in_their_own_pixel_space(area_sample, tmp_path):
+    _, layout = area_sample
+    datasets = [s.url for s in layout.scenes]
+    # Both zones' scenes: 31TBK's on the output's pixel grid (plain windows), 30TYQ's warped.
+    assert layout.raster.crs == "EPSG:32631" and {Path(url).name[:6] for url in datasets} == {"T30TYQ", "T31TBK"}
+    plan = plan_job(datasets, layout.raster, layout.grid, Settings(), layout=layout)
+    tiles = list(layout.grid.windows())
+    assert len(plan.shape.windows) == len(tiles) > 1
+    scenes = [len(layout.windows[tile]) for tile, _ in tiles]
+    assert [w.scenes for w in plan.shape.windows] == scenes
+    assert min(scenes) < len(datasets)  # windows that do not read every scene, or the test proves little
+    assert plan.shape.scenes == len(datasets)  # fanout opens every scene of the job
+    measured = measured_area_bytes(layout, tmp_path)
+    planned = [w.bytes for w in plan.shape.windows]
+    print(f"area plan: {planned} bytes per window; compute_area_tile read {measured}")
+    assert all(m > 0 for m in measured)
+    for (tile, _), p, m in zip(tiles, planned, measured):
+        assert abs(p - m) <= AREA_BYTES_TOLERANCE * m, (str(tile), p, m)
+    assert abs(sum(planned) - sum(measured)) <= AREA_BYTES_TOLERANCE * sum(measured)
+    # As if co-registered (every scene in every window, at the window's offsets): another figure.
+    flat = plan_job(datasets, layout.raster, layout.grid, Settings())
+    assert [w.scenes for w in flat.shape.windows] == [len(datasets)] * len(tiles)
+    assert flat.shape.bytes != plan.shape.bytes
+    # The messages carry only each window's scenes, as the manifest's do.
+    assert plan.shape.message_bytes < flat.shape.message_bytes
+
+
+def test_the_cli_and_the_dry_run_plan_an_area_as_plan_job_does(area_sample, capsys, monkeypatch, tmp_path):
+    from area_support import BBOX
+    from functions_framework import create_app
+    from pipeline_support import environment
+
+    from temporal_median_cli.plan import main
+
+    items, layout = area_sample
+    expected = plan_job([s.url for s in layout.scenes], layout.raster, layout.grid, Settings(), layout=layout).to_dict()
+    scenes = [len(v) for v in layout.windows.values()]
+    assert main([str(items), "--bbox", *map(str, BBOX), "--crs", "EPSG:32631", "--resolution", "10",
+                 "--tile-size", str(AREA_TILE), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    env = {"GOOGLE_CLOUD_PROJECT": "local-project", "TM_WINDOWS_TOPIC": "windows", "TM_WORK_URL": "gs://plan-work",
+           "TM_RESULTS_URL": "gs://plan-results", "TM_ALLOW_LOCAL_PATHS": "true"}
+    with environment(env):
+        app = create_app("fanout", str(ROOT / "functions" / "fanout" / "main.py"), "http").test_client()
+        body = {"inputs": str(items), "bbox": BBOX, "crs": "EPSG:32631", "resolution": 10, "tile_size": AREA_TILE,
+                "dry_run": True}
+        answer = app.post("/jobs", data=json.dumps(body), content_type="application/json")
+    assert answer.status_code == 200, answer.get_json()
+    dry = answer.get_json()
+    assert dry["area"] is True and dry["inputs"] == len(layout.scenes)
+    for plan in (cli, dry):
+        assert plan["windows"] == len(layout.grid)
+        assert plan["scenes_per_window"] == {"min": min(scenes), "max": max(scenes)}
+        assert plan["bytes_to_read"] == expected["bytes_to_read"]
+        assert plan["bytes_per_window"] == expected["bytes_per_window"]

@@ -135,7 +135,8 @@ def plan_request(request: JobRequest, settings: Settings) -> dict:
 
     chosen = choose_scenes(request, settings)
     datasets, raster, grid, layout = place(chosen, request, settings)
-    plan = plan_job(datasets, raster, grid, settings, method=request.method, max_workers=settings.read_threads or None)
+    plan = plan_job(datasets, raster, grid, settings, method=request.method, max_workers=settings.read_threads or None,
+                    layout=layout)
     return {"dry_run": True, "job_id": request.derive_job_id(datasets), "inputs": len(datasets),
             "dropped": len(chosen.dropped), "area": layout is not None, **plan.to_dict()}
 

@@ -33,15 +33,20 @@ class JobShape:
         ``luminance`` or ``per-band`` (the kernel's cost differs).
     message_bytes : int
         Bytes of all window messages (Pub/Sub's price).
+    inputs : int
+        The job's scenes, each opened by fanout (an area's windows read only some of them);
+        0: as many as the window reading the most.
     """
 
     windows: tuple[WindowShape, ...]
     method: str = "luminance"
     message_bytes: int = 0
+    inputs: int = 0
 
     @property
     def scenes(self) -> int:
-        return max((w.scenes for w in self.windows), default=0)
+        """The job's scenes (fanout opens each)."""
+        return self.inputs or max((w.scenes for w in self.windows), default=0)
 
     @property
     def pixels(self) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from temporal_median.base.grid import Grid, RasterGrid
+from temporal_median.base.grid import Grid, RasterGrid, Window
 from temporal_median.base.methods import DEFAULT_METHOD
 from temporal_median.base.settings import Settings
 from temporal_median.job.messages import WindowMessage
@@ -15,6 +15,9 @@ from temporal_median.plan.deployment import Deployment
 from temporal_median.plan.model import JobShape, Simulation, WindowShape
 from temporal_median.plan.parameters import Parameters
 from temporal_median.plan.simulate import simulate
+
+if TYPE_CHECKING:  # job/layout.py loads rasterio: fanout's cold start must not
+    from temporal_median.job.layout import Layout
 
 #: Bytes per scene of a window message (JSON list of URLs), for jobs planned without their inputs:
 #: bench/bench_fanout.py publishes 121 messages of 13.1 kB for 216 inputs (docs/benchmarks.md).
@@ -68,7 +71,8 @@ class Plan:
 
 def plan_job(datasets: Sequence[str], raster: RasterGrid, grid: Grid, settings: Settings, *,
              method: str = DEFAULT_METHOD, deployment: Deployment | None = None,
-             parameters: Parameters | None = None, max_workers: int | None = None) -> Plan:
+             parameters: Parameters | None = None, max_workers: int | None = None,
+             layout: Layout | None = None) -> Plan:
     """Plan a job of ``datasets`` on ``grid``: what fanout's dry run answers. Nothing is written or published.
 
     Parameters
@@ -89,6 +93,10 @@ def plan_job(datasets: Sequence[str], raster: RasterGrid, grid: Grid, settings: 
         Default: the simulation's table.
     max_workers : int, optional
         Threads opening scenes (default as inspect_inputs).
+    layout : Layout, optional
+        An area's layout (fanout's ``place``): each window reads only the scenes it assigns it,
+        each scene the blocks under the window's footprint in its own pixel space. None: every
+        scene is on ``raster`` as it is, and every window reads all of them.
 
     Returns
     -------
@@ -98,17 +106,20 @@ def plan_job(datasets: Sequence[str], raster: RasterGrid, grid: Grid, settings: 
     """
     datasets = list(datasets)
     parameters = parameters or Parameters()
-    sizes = window_bytes(datasets, grid, parameters, max_workers=max_workers)
     work = settings.work_url
     paths = JobPaths.of(work, "job-plan")
-    message_bytes = sum(
-        len(WindowMessage("job-plan", tile, window, method, tuple(datasets), str(paths.tile(tile)), work,
-                          raster).to_bytes())
-        for tile, window in grid.windows()
-    )
-    windows = tuple(WindowShape(str(tile), window.width * window.height, len(datasets), size)
-                    for (tile, window), size in zip(grid.windows(), sizes))
-    shape = JobShape(windows, method, message_bytes)
+    tiles = list(grid.windows())
+    if layout is None:
+        sizes = window_bytes(datasets, grid, parameters, max_workers=max_workers)
+        messages = [WindowMessage("job-plan", tile, window, method, tuple(datasets), str(paths.tile(tile)), work,
+                                  raster) for tile, window in tiles]
+    else:
+        sizes = area_window_bytes(layout, parameters, max_workers=max_workers)
+        messages = [_area_message(layout, tile, window, method, str(paths.tile(tile)), work) for tile, window in tiles]
+    message_bytes = sum(len(message.to_bytes()) for message in messages)
+    windows = tuple(WindowShape(str(tile), window.width * window.height, len(message.datasets), size)
+                    for (tile, window), message, size in zip(tiles, messages, sizes))
+    shape = JobShape(windows, method, message_bytes, len(datasets))
     deployment = deployment or Deployment.from_settings(settings)
     return Plan(grid, shape, BLOCK_COUNTS, deployment, parameters, simulate(shape, deployment, parameters))
 
@@ -178,3 +189,71 @@ def window_bytes(datasets: Sequence[str], grid: Grid, parameters: Parameters | N
     with gdal_env(), ThreadPoolExecutor(read_threads(list(datasets), max_workers)) as pool:
         per_scene = list(pool.map(scene, datasets))
     return [sum(column) for column in zip(*per_scene)] if per_scene else [0] * len(windows)
+
+
+def area_window_bytes(layout: Layout, parameters: Parameters | None = None, *,
+                      max_workers: int | None = None) -> list[int]:
+    """Compressed bytes each window of an area's ``layout`` reads, in ``layout.grid``'s order.
+
+    A window reads only the scenes the layout gives it; of each, the blocks under the window's
+    footprint in the scene's pixel space (:func:`scene_part`), as compute_area_tile counts them
+    in ``bytes_read``. Each scene is opened once. A scene whose counts GDAL does not give is
+    counted at ``input_bytes_per_sample`` over its parts' pixels.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rasterio
+    from rasterio.crs import CRS
+
+    from temporal_median.raster.gdal import gdal_env, read_threads
+    from temporal_median.raster.read import open_scene, window_block_bytes
+
+    parameters = parameters or Parameters()
+    tiles = list(layout.grid.windows())
+    readers: dict[int, list[int]] = {}  # scene index -> the windows (positions in tiles) reading it
+    for k, (tile, _) in enumerate(tiles):
+        for j in layout.windows.get(tile, ()):
+            readers.setdefault(j, []).append(k)
+    out_crs = CRS.from_user_input(layout.raster.crs)
+
+    def scene(j: int) -> list[int]:
+        with rasterio.Env(), open_scene(layout.scenes[j].url) as ds:
+            same = ds.crs == out_crs
+            parts = [scene_part(ds, layout.raster, tiles[k][1], same) for k in readers[j]]
+            counts = [window_block_bytes(ds, part) if part is not None else 0 for part in parts]
+        if not any(counts):
+            counts = [int(p.width * p.height * parameters.input_bytes_per_sample) if p else 0 for p in parts]
+        return counts
+
+    sizes = [0] * len(tiles)
+    with gdal_env(), ThreadPoolExecutor(read_threads([s.url for s in layout.scenes], max_workers)) as pool:
+        for j, counts in zip(readers, pool.map(scene, list(readers))):
+            for k, count in zip(readers[j], counts):
+                sizes[k] += count
+    return sizes
+
+
+def scene_part(ds, raster: RasterGrid, window: Window, same_crs: bool) -> Window | None:
+    """The part of an open scene ``ds`` that ``window`` of the output ``raster`` reads, as
+    :func:`temporal_median.raster.warp.warp_scene` reads it: a plain window cut to the scene when the
+    scene is on the output's pixel grid (:func:`~temporal_median.raster.warp.aligned_offset`), else
+    the scene's pixels under the window's footprint (:func:`~temporal_median.raster.warp.source_window`).
+    None when the two do not meet."""
+    from temporal_median.raster.warp import aligned_offset, source_window
+
+    offset = aligned_offset(ds.transform.to_gdal(), raster) if same_crs else None
+    if offset is None:
+        return source_window(raster, window, ds.crs, ds.transform, ds.width, ds.height)
+    col0, row0 = window.col_off - offset[0], window.row_off - offset[1]
+    c0, r0 = max(0, col0), max(0, row0)
+    c1, r1 = min(ds.width, col0 + window.width), min(ds.height, row0 + window.height)
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
+
+
+def _area_message(layout: Layout, tile, window: Window, method: str, destination: str, work: str) -> WindowMessage:
+    """An area window's message, as the manifest builds it: its scenes, grouped by observation."""
+    chosen = layout.windows.get(tile, ())
+    position = {index: i for i, index in enumerate(chosen)}
+    groups = (tuple(position[i] for i in group if i in position) for group in layout.observations)
+    return WindowMessage("job-plan", tile, window, method, tuple(layout.scenes[i].url for i in chosen), destination,
+                         work, layout.raster, observations=tuple(g for g in groups if g))

@@ -73,6 +73,12 @@ def plan_input(args, deployment):
     return plan_job(datasets, raster, grid, settings, method=request.method, deployment=deployment, layout=layout)
 
 
+def _range(figures: dict) -> str:
+    """``12-36``, or ``36`` when every window reads as many scenes (a granule)."""
+    low, high = figures["min"], figures["max"]
+    return f"{high}" if low == high else f"{low}-{high}"
+
+
 def describe(plan) -> list[str]:
     """The plan in a few lines: windows and bytes, the deployment, the prediction and its bound."""
     info = plan.to_dict()
@@ -80,7 +86,7 @@ def describe(plan) -> list[str]:
     per = info["bytes_per_window"]
     lines = [
         f"plan: {info['windows']} windows of {info['tile_size']} px over {info['width']} x {info['height']} px, "
-        f"{info['scenes_per_window']['max']} scenes per window ({info['method']}); "
+        f"{_range(info['scenes_per_window'])} scenes per window ({info['method']}); "
         f"{info['bytes_to_read'] / 1e6:,.1f} MB to read",
         f"  per window: median {per['median'] / 1e6:.1f} MB (min {per['min'] / 1e6:.1f}, max {per['max'] / 1e6:.1f}), "
         f"from {info['bytes_source']}",

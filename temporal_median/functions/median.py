@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from temporal_median.base import storage
 from temporal_median.base.clock import isoformat, utcnow
@@ -28,6 +29,9 @@ from temporal_median.job.ids import check_input_url
 from temporal_median.job.messages import Delivery, WindowMessage
 from temporal_median.job.paths import JobPaths, parse_attempt_object, parse_error_object
 from temporal_median.plan.attempts import done_url, instance_id
+
+#: Period tiles uploaded at once (storage's client pools 10 connections per host).
+PERIOD_UPLOADS = 8
 
 log = get_logger("temporal_median.median")
 
@@ -201,8 +205,13 @@ def _compute_and_upload(message: WindowMessage, settings: Settings, started: flo
         }
         # Create-only: a concurrent delivery of the same window cannot overwrite or tear the tile.
         # The periods' tiles first, the whole range's last: its presence means the window is done.
-        for name, _, _, local in periods:
-            storage.create_file(GsUrl.parse(message.period_tile(name)), local, "image/tiff", metadata=metadata)
+        # The periods' uploads side by side: each is mostly waiting on storage, and twelve in a
+        # row would add a dozen round trips to every window of a monthly job.
+        with ThreadPoolExecutor(max_workers=PERIOD_UPLOADS) as pool:
+            uploads = [pool.submit(storage.create_file, GsUrl.parse(message.period_tile(name)), local, "image/tiff",
+                                   metadata=metadata) for name, _, _, local in periods]
+            for upload in uploads:
+                upload.result()
         created = storage.create_file(GsUrl.parse(message.destination), path, "image/tiff", metadata=metadata)
         return created, stats
     finally:

@@ -36,6 +36,10 @@ TIMELINE = "timeline.png"
 ATTEMPTS_TIMEOUT_SECONDS = 30
 
 
+#: Manifests kept per instance, by (URL, generation): for this many jobs.
+MANIFEST_CACHE_JOBS = 64
+_MANIFESTS: dict[tuple[str, int], Manifest] = {}
+
 #: A finalized object that asks for every composite to be looked at (fanout's resume marker).
 EVERY = "every"
 
@@ -72,15 +76,18 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
     job_id, composite = target
     context = {"job_id": job_id}
     paths = JobPaths.of(settings.work_url, job_id)
-    data = storage.read_json(paths.manifest)
-    if data is None:
+    manifest = _manifest(paths)
+    if manifest is None:
         log.warning(f"object {name} belongs to no known job", extra=context)
         return IGNORED
-    manifest = Manifest.from_dict(data)
     names = [None, *(p.name for p in manifest.periods)]
     if composite != EVERY and composite not in names:
         log.warning(f"object {name} is a tile of no period of the job", extra=context)
         return IGNORED
+    if composite != EVERY and _tiles_missing(manifest, paths, composite):
+        # Most tiles are not their composite's last: one listing says so, before anything else
+        # is looked up (a monthly job sends thirteen of these events per window).
+        return WAITING
     if storage.exists(manifest.results.collection):
         return ALREADY_COMPLETE
     if storage.exists(paths.cancelled):
@@ -93,6 +100,31 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
         if outcome in outcomes:
             return outcome
     return ALREADY_COMPLETE
+
+
+def _manifest(paths: JobPaths) -> Manifest | None:
+    """The job's manifest, downloaded and parsed once per instance and generation (a tile event
+    of a monthly job comes thirteen times per window; the generation is one metadata read)."""
+    generation = storage.generation(paths.manifest)
+    if generation is None:
+        return None
+    key = (str(paths.manifest), generation)
+    manifest = _MANIFESTS.get(key)
+    if manifest is None:
+        data = storage.read_json(paths.manifest)
+        if data is None:
+            return None
+        manifest = Manifest.from_dict(data)
+        if len(_MANIFESTS) >= MANIFEST_CACHE_JOBS:
+            _MANIFESTS.pop(next(iter(_MANIFESTS)), None)
+        _MANIFESTS[key] = manifest
+    return manifest
+
+
+def _tiles_missing(manifest: Manifest, paths: JobPaths, period: str | None) -> bool:
+    """Whether some tile of the composite has not landed yet (one listing)."""
+    present = {info.url.key.rsplit("/", 1)[-1] for info in storage.list_objects(paths.tiles_of(period))}
+    return any(f"{tile}.tif" not in present for tile in manifest.grid.tile_ids())
 
 
 def _composite(manifest: Manifest, paths: JobPaths, period: str | None, settings: Settings) -> str:

@@ -377,3 +377,13 @@ def on_files(files, config):
             files.remove(existing)
         files.append(File.generated(config, uri, content=generate()))
     return files
+
+
+#: Sphinx cross-reference roles in the core's docstrings (``:func:`name```), which mkdocstrings
+#: renders as text before the code: the role goes, the code stays.
+_SPHINX_ROLE = re.compile(r":(?:func|meth|class|data|attr|mod|exc|obj):(?=<code>)")
+
+
+def on_page_content(html_text, page, config, files):
+    """The Python API page without the docstrings' Sphinx role prefixes."""
+    return _SPHINX_ROLE.sub("", html_text)

@@ -2,7 +2,7 @@
 
     .venv/bin/python docs/assets/make_figures.py
 
-The figures are data written below, copied from the benchmark runs README.md reported: each
+The figures are data written below, copied from the benchmark runs docs/benchmarks.md reports: each
 block names the bench script and the date of its run. Re-running a bench does not change them:
 update the numbers here (and in docs/benchmarks.md) and run this script again.
 

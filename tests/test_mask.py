@@ -10,7 +10,8 @@ from rasterio.transform import Affine
 from temporal_median.base.errors import InputMismatch
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.raster import mask as mask_module
-from temporal_median.raster.mask import aligned_steps, read_mask
+from temporal_median.raster.mask import read_mask
+from temporal_median.raster.warp import aligned_steps
 
 #: The scenes' grid: 10 m, 300 x 200 pixels.
 GRID = RasterGrid(300, 200, "EPSG:32631", (10.0, 0.0, 300000.0, 0.0, -10.0, 4900020.0), (256, 256))

@@ -84,16 +84,20 @@ def handle_object(bucket: str, name: str, settings: Settings) -> str:
     if composite != EVERY and composite not in names:
         log.warning(f"object {name} is a tile of no period of the job", extra=context)
         return IGNORED
-    if composite != EVERY and _tiles_missing(manifest, paths, composite):
+    listed = {}
+    if composite != EVERY:
         # Most tiles are not their composite's last: one listing says so, before anything else
         # is looked up (a monthly job sends thirteen of these events per window).
-        return WAITING
+        listed[composite] = _tiles(paths, composite)
+        if _missing(manifest, listed[composite]):
+            return WAITING
     if storage.exists(manifest.results.collection):
         return ALREADY_COMPLETE
     if storage.exists(paths.cancelled):
         log.info("job cancelled: no mosaic", extra=context)
         return CANCELLED
-    outcomes = [_composite(manifest, paths, n, settings) for n in (names if composite == EVERY else [composite])]
+    outcomes = [_composite(manifest, paths, n, settings, listed.get(n))
+                for n in (names if composite == EVERY else [composite])]
     if all(storage.exists(ResultPaths.of(manifest.output, job_id, n).record) for n in names):
         publish_job(manifest, names)
     for outcome in (FAILED, BUILT, WAITING):
@@ -121,29 +125,38 @@ def _manifest(paths: JobPaths) -> Manifest | None:
     return manifest
 
 
-def _tiles_missing(manifest: Manifest, paths: JobPaths, period: str | None) -> bool:
-    """Whether some tile of the composite has not landed yet (one listing)."""
-    present = {info.url.key.rsplit("/", 1)[-1] for info in storage.list_objects(paths.tiles_of(period))}
-    return any(f"{tile}.tif" not in present for tile in manifest.grid.tile_ids())
+def _tiles(paths: JobPaths, period: str | None) -> dict:
+    """A composite's tiles in the work bucket, by file name (one listing)."""
+    return {info.url.key.rsplit("/", 1)[-1]: info for info in storage.list_objects(paths.tiles_of(period))}
 
 
-def _composite(manifest: Manifest, paths: JobPaths, period: str | None, settings: Settings) -> str:
+def _expected(manifest: Manifest) -> set[str]:
+    """The file names of a composite's tiles."""
+    return {f"{tile}.tif" for tile in manifest.grid.tile_ids()}
+
+
+def _missing(manifest: Manifest, tiles: dict) -> set[str]:
+    """The file names of the composite's tiles not in ``tiles``."""
+    return _expected(manifest) - set(tiles)
+
+
+def _composite(manifest: Manifest, paths: JobPaths, period: str | None, settings: Settings,
+               tiles: dict | None = None) -> str:
     """Build one composite if all its tiles are there and nobody has (the whole range: None)."""
     record_url = ResultPaths.of(manifest.output, manifest.job_id, period).record
     context = {"job_id": manifest.job_id, **({"fields": {"period": period}} if period else {})}
     if storage.exists(record_url):
         return ALREADY_COMPLETE
-    tiles = {info.url.key.rsplit("/", 1)[-1]: info for info in storage.list_objects(paths.tiles_of(period))}
-    expected = {f"{tile}.tif" for tile in manifest.grid.tile_ids()}
-    missing = expected - set(tiles)
+    tiles = _tiles(paths, period) if tiles is None else tiles
+    missing = _missing(manifest, tiles)
     if missing:
-        log.debug(f"{len(expected) - len(missing)} of {len(expected)} tiles present", extra=context)
+        log.debug(f"{len(manifest.grid) - len(missing)} of {len(manifest.grid)} tiles present", extra=context)
         return WAITING
     lease = Lease.take(paths.lock_of(period), settings.mosaic_lock_seconds)
     try:
         if storage.exists(record_url):
             return ALREADY_COMPLETE
-        _build(manifest, paths, period, [tiles[name] for name in sorted(expected)], settings)
+        _build(manifest, paths, period, [tiles[name] for name in sorted(_expected(manifest))], settings)
     except PermanentError as exc:
         # A retry would fail the same way (a corrupt or mismatched tile): record it for the job's
         # status and stop; posting the job again makes mosaic try again.

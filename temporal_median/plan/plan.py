@@ -239,15 +239,12 @@ def scene_part(ds, raster: RasterGrid, window: Window, same_crs: bool) -> Window
     scene is on the output's pixel grid (:func:`~temporal_median.raster.warp.aligned_offset`), else
     the scene's pixels under the window's footprint (:func:`~temporal_median.raster.warp.source_window`).
     None when the two do not meet."""
-    from temporal_median.raster.warp import aligned_offset, source_window
+    from temporal_median.raster.warp import aligned_offset, aligned_part, source_window
 
     offset = aligned_offset(ds.transform.to_gdal(), raster) if same_crs else None
     if offset is None:
         return source_window(raster, window, ds.crs, ds.transform, ds.width, ds.height)
-    col0, row0 = window.col_off - offset[0], window.row_off - offset[1]
-    c0, r0 = max(0, col0), max(0, row0)
-    c1, r1 = min(ds.width, col0 + window.width), min(ds.height, row0 + window.height)
-    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
+    return aligned_part(offset, ds.width, ds.height, window)
 
 
 def _area_message(layout: Layout, tile, window: Window, method: str, destination: str, work: str) -> WindowMessage:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import CRSError, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window as RioWindow
@@ -18,13 +17,8 @@ from temporal_median.base.errors import InputMismatch, InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
 from temporal_median.raster.direct import GDT_BYTE, GdalCallError, open_raster
 from temporal_median.raster.gdal import gdal_error, to_gdal_path
-from temporal_median.raster.read import ReadCheck, open_scene, read_scene
-from temporal_median.raster.warp import WARP_TOLERANCE, warp_scene
-
-#: How far (in pixels, or relative for pixel sizes) a mask may be from an aligned grid and still be read directly.
-_ALIGN_TOLERANCE = 1e-6
-_same_crs_cache: dict[tuple[str, str], bool] = {}
-_same_crs_lock = threading.Lock()
+from temporal_median.raster.read import ReadCheck, open_scene, read_scene, same_crs
+from temporal_median.raster.warp import WARP_TOLERANCE, aligned_steps, warp_scene
 
 
 def check_masks(masks, urls: Sequence[str]) -> list[str] | None:
@@ -35,44 +29,6 @@ def check_masks(masks, urls: Sequence[str]) -> list[str] | None:
     if len(masks) != len(urls) or not all(isinstance(m, str) and m for m in masks):
         raise InvalidRequest(f"masks must be one URL per scene ({len(urls)}), got {len(masks)}")
     return masks
-
-
-def aligned_steps(gdal_transform: tuple, grid: RasterGrid) -> tuple[int, int, int] | None:
-    """(k, columns, rows) when a mask's pixels are k x k of ``grid``'s, on its pixel grid; else None.
-
-    ``gdal_transform`` is the mask's GDAL geotransform (c, a, b, f, d, e). Aligned means
-    north-up, a pixel a whole number k >= 1 of ``grid``'s pixels wide and high, and ``grid``'s
-    origin a whole number of ``grid`` pixels (columns, rows) from the mask's. Then grid pixel
-    (row, col) has its centre in mask pixel ((rows + row) // k, (columns + col) // k), at least
-    half a grid pixel from that mask pixel's edges: what nearest neighbour (the warper) takes.
-    """
-    c, a, b, f, d, e = (float(v) for v in gdal_transform)
-    ga, gb, gc, gd, ge, gf = (float(v) for v in grid.transform[:6])
-    if b or d or gb or gd or not ga or not ge:
-        return None
-    k = round(a / ga)
-    if k < 1 or abs(a - k * ga) > _ALIGN_TOLERANCE * abs(ga) or abs(e - k * ge) > _ALIGN_TOLERANCE * abs(ge):
-        return None
-    cols, rows = (gc - c) / ga, (gf - f) / ge
-    if abs(cols - round(cols)) > _ALIGN_TOLERANCE or abs(rows - round(rows)) > _ALIGN_TOLERANCE:
-        return None
-    return k, round(cols), round(rows)
-
-
-def _same_crs(wkt: str, crs: str) -> bool:
-    """Whether the mask's CRS (WKT) is ``grid``'s (as the grid names it); cached, PROJ is slow."""
-    key = (wkt, crs)
-    same = _same_crs_cache.get(key)
-    if same is None:
-        try:
-            same = bool(wkt and crs) and CRS.from_wkt(wkt) == CRS.from_user_input(crs)
-        except CRSError:
-            same = False
-        with _same_crs_lock:
-            if len(_same_crs_cache) > 256:
-                _same_crs_cache.clear()
-            _same_crs_cache[key] = same
-    return same
 
 
 def read_aligned(read: Callable[[int, int, int, int], np.ndarray], width: int, height: int,
@@ -104,14 +60,15 @@ def read_aligned(read: Callable[[int, int, int, int], np.ndarray], width: int, h
 
 def _read_direct(url: str, grid: RasterGrid, window: Window, out: np.ndarray, table: np.ndarray | None) -> bool:
     """:func:`read_aligned` through the direct reader; False where it does not apply (the caller reads with rasterio)."""
+    path = to_gdal_path(url)
     try:
-        raster = open_raster(to_gdal_path(url))
+        raster = open_raster(path)
     except GdalCallError:  # e.g. no driver registered yet, outside any rasterio.Env: rasterio opens it, or says why not
         return False
     if raster is None:
         return False
     with raster:
-        if raster.count < 1 or raster.data_type(1) != GDT_BYTE or not _same_crs(raster.projection(), grid.crs):
+        if raster.count < 1 or raster.data_type(1) != GDT_BYTE or not same_crs(raster, path, grid.crs):
             return False
         steps = aligned_steps(raster.gdal_transform(), grid)
         if steps is None:
@@ -157,7 +114,8 @@ def _read_mapped(url: str, grid: RasterGrid, window: Window, table: np.ndarray |
             if ds.count < 1 or ds.dtypes[0] != "uint8" or not ds.crs:
                 raise InputMismatch(f"{url}: a mask must be a georeferenced uint8 class raster, got "
                                     f"{ds.count} band(s) of {ds.dtypes[0] if ds.count else 'nothing'}")
-            steps = None if warp or not _same_crs(ds.crs.to_wkt(), grid.crs) else aligned_steps(ds.transform.to_gdal(), grid)
+            steps = (None if warp or ds.crs != CRS.from_user_input(grid.crs)
+                     else aligned_steps(ds.transform.to_gdal(), grid))
             if steps is not None:
                 read = lambda col, row, cols, rows: ds.read(1, window=RioWindow(col, row, cols, rows))  # noqa: E731
                 read_aligned(read, ds.width, ds.height, steps, window, out, table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import ExitStack
@@ -11,7 +12,7 @@ from typing import Sequence
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Interleaving
-from rasterio.errors import RasterioError
+from rasterio.errors import CRSError, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window as RioWindow
 
@@ -238,25 +239,32 @@ class ReadCheck:
     window: Window | None
 
 
-#: (GeoTIFF keys or WKT, reference CRS) -> same CRS? GDAL builds a scene's CRS through PROJ
-#: (about 1 ms of CPU per scene, 0.2 s of a 216-scene window); scenes of a series carry the same
-#: GeoTIFF keys, byte for byte, so PROJ compares them once, not once per scene.
+#: (GeoTIFF keys or WKT, CRS text) -> same CRS? GDAL builds a scene's CRS through PROJ (about
+#: 1 ms of CPU per scene, 0.2 s of a 216-scene window); scenes of a series carry the same GeoTIFF
+#: keys, byte for byte, so PROJ compares them once, not once per scene.
 _SAME_CRS: dict[tuple, bool] = {}
+_SAME_CRS_LOCK = threading.Lock()
 #: Bytes of a scene's head searched for its GeoTIFF keys (a COG's header holds them).
 _HEAD_BYTES = 16384
 
 
-def _same_crs(raster: Raster, path: str, reference: Reference) -> bool:
+def same_crs(raster: Raster, path: str, crs: str | None) -> bool:
+    """Whether the open ``raster`` (at GDAL ``path``) is in ``crs`` (its text; None: no CRS).
+
+    Compared by PROJ once per distinct (GeoTIFF keys, or WKT where the file has none, ``crs``):
+    the scenes, masks and areas of a job share a few CRSs. Thread-safe.
+    """
     keys = geotiff_keys(read_head(path, _HEAD_BYTES) or b"")
-    key = (keys, reference.grid.crs) if keys is not None else None
-    same = _SAME_CRS.get(key) if key is not None else None
+    wkt = raster.projection() if keys is None else None
+    key = (keys if keys is not None else wkt, crs)
+    same = _SAME_CRS.get(key)
     if same is None:
-        wkt = raster.projection()
-        if not wkt or reference.crs is None:
-            same = not wkt and reference.crs is None
-        else:
-            same = CRS.from_wkt(wkt) == reference.crs
-        if key is not None:
+        wkt = raster.projection() if wkt is None else wkt
+        try:
+            same = not wkt and not crs if not wkt or not crs else CRS.from_wkt(wkt) == CRS.from_user_input(crs)
+        except CRSError:  # a CRS PROJ cannot read is not ``crs`` (rasterio's open says what is wrong)
+            same = False
+        with _SAME_CRS_LOCK:
             if len(_SAME_CRS) > 256:
                 _SAME_CRS.clear()
             _SAME_CRS[key] = same
@@ -272,10 +280,10 @@ def _matches(raster: Raster, path: str, reference: Reference) -> bool:
         return False
     if not Affine.from_gdal(*raster.gdal_transform()).almost_equals(grid.affine, precision=1e-6):
         return False
-    return _same_crs(raster, path, reference)
+    return same_crs(raster, path, grid.crs or None)
 
 
-def _raster_block_bytes(raster: Raster, window: Window) -> int:
+def raster_block_bytes(raster: Raster, window: Window) -> int:
     """:func:`_block_bytes` through the direct reader."""
     band_interleaved = (raster.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() == "BAND"
     return _block_bytes(raster.block_shape(1), (raster.width, raster.height), band_interleaved, window,
@@ -347,7 +355,7 @@ def read_scene(url: str, window: tuple, out, check: ReadCheck | None = None) -> 
         if check is not None:
             _check_open(raster, path, url, check.reference)
             if check.window is not None:
-                window_bytes = _raster_block_bytes(raster, check.window)
+                window_bytes = raster_block_bytes(raster, check.window)
         try:
             raster.read(*window, out)
         except GdalCallError as exc:

@@ -19,10 +19,16 @@ from rasterio.windows import Window as RioWindow
 
 from temporal_median.base.errors import InputMismatch, InvalidRequest
 from temporal_median.base.grid import RasterGrid, Window
-from temporal_median.raster.direct import GDT_BYTE, GdalCallError, Raster, open_raster, read_head
+from temporal_median.raster.direct import GDT_BYTE, GdalCallError, Raster, open_raster
 from temporal_median.raster.gdal import gdal_error, to_gdal_path
-from temporal_median.raster.geotiff import geotiff_keys
-from temporal_median.raster.read import SceneFacts, open_scene, scene_facts, window_block_bytes
+from temporal_median.raster.read import (
+    SceneFacts,
+    open_scene,
+    raster_block_bytes,
+    same_crs,
+    scene_facts,
+    window_block_bytes,
+)
 
 #: The output grid's internal block: the tiles' and the mosaic's (raster/profiles.py).
 OUTPUT_BLOCK = (512, 512)
@@ -208,31 +214,53 @@ def source_window(grid: RasterGrid, window: Window, crs, transform: Affine, widt
 
 #: Offsets and pixel sizes within this share of a pixel count as equal (float noise in transforms).
 _ALIGN_TOLERANCE = 1e-6
-_HEAD_BYTES = 16384  # searched for a scene's GeoTIFF keys (a COG's header holds them)
 #: Source pixels read around a window's footprint for a pixel map (the warper's error is far less).
 _MAP_MARGIN = 4
 #: A pixel map's source part is numbered in the 24 bits of three bytes (1..2**24 - 1).
 _MAP_PIXELS = (1 << 24) - 1
 #: Pixel maps kept (5 bytes a window pixel): a window's maps serve every date of its tiles.
 _MAPS_KEPT, _MAPS_BYTES = 8, 256 << 20
-#: (CRS key, output CRS) -> same CRS? PROJ compares a series' CRS once, as raster.read does.
-_SAME_CRS: dict[tuple, bool] = {}
 _maps: dict[tuple, "_PixelMap"] = {}
 _maps_lock = threading.Lock()
 
 
-def aligned_offset(gdal_transform: tuple, grid: RasterGrid) -> tuple[int, int] | None:
-    """(columns, rows) from ``grid``'s origin to a scene's (GDAL geotransform), or None unless the
-    scene is north-up at the grid's pixel size, a whole number of pixels away: each output pixel's
-    centre is then a source pixel's, which the warper takes (WARP_TOLERANCE is far from half a pixel)."""
-    c, a, b, f, d, e = gdal_transform
-    ga, gb, gc, gd, ge, gf = grid.transform[:6]
-    if b or d or gb or gd or abs(a - ga) > _ALIGN_TOLERANCE * abs(ga) or abs(e - ge) > _ALIGN_TOLERANCE * abs(ge):
+def aligned_steps(gdal_transform: tuple, grid: RasterGrid) -> tuple[int, int, int] | None:
+    """(k, columns, rows) when a raster's pixels are k x k of ``grid``'s, on its pixel grid; else None.
+
+    ``gdal_transform`` is the raster's GDAL geotransform (c, a, b, f, d, e). Aligned means
+    north-up, a pixel a whole number k >= 1 of ``grid``'s pixels wide and high, and ``grid``'s
+    origin a whole number of ``grid`` pixels (columns, rows) from the raster's. Then grid pixel
+    (row, col) has its centre in raster pixel ((rows + row) // k, (columns + col) // k), at least
+    half a grid pixel from that pixel's edges: what nearest neighbour (the warper) takes, as
+    WARP_TOLERANCE is far from half a pixel.
+    """
+    c, a, b, f, d, e = (float(v) for v in gdal_transform)
+    ga, gb, gc, gd, ge, gf = (float(v) for v in grid.transform[:6])
+    if b or d or gb or gd or not ga or not ge:
         return None
-    cols, rows = (c - gc) / ga, (f - gf) / ge
+    k = round(a / ga)
+    if k < 1 or abs(a - k * ga) > _ALIGN_TOLERANCE * abs(ga) or abs(e - k * ge) > _ALIGN_TOLERANCE * abs(ge):
+        return None
+    cols, rows = (gc - c) / ga, (gf - f) / ge
     if abs(cols - round(cols)) > _ALIGN_TOLERANCE or abs(rows - round(rows)) > _ALIGN_TOLERANCE:
         return None
-    return round(cols), round(rows)
+    return k, round(cols), round(rows)
+
+
+def aligned_offset(gdal_transform: tuple, grid: RasterGrid) -> tuple[int, int] | None:
+    """(columns, rows) from ``grid``'s origin to a scene's, when the scene is on ``grid``'s own
+    pixel grid (:func:`aligned_steps` with k = 1: each output pixel is a source pixel); else None."""
+    steps = aligned_steps(gdal_transform, grid)
+    return (-steps[1], -steps[2]) if steps is not None and steps[0] == 1 else None
+
+
+def aligned_part(offset: tuple[int, int], width: int, height: int, window: Window) -> Window | None:
+    """The part of a ``width`` x ``height`` scene at ``offset`` (:func:`aligned_offset`) that
+    ``window`` covers; None when they do not meet."""
+    col0, row0 = window.col_off - offset[0], window.row_off - offset[1]
+    c0, r0 = max(0, col0), max(0, row0)
+    c1, r1 = min(width, col0 + window.width), min(height, row0 + window.height)
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
 
 
 @dataclass
@@ -247,17 +275,6 @@ class _PixelMap:
     index: np.ndarray | None = None
     keep: np.ndarray | None = None
     built: bool = False
-
-
-def _same_crs(key, wkt: str, crs: str) -> bool:
-    """Is the scene's CRS (``wkt``, named by ``key``: its GeoTIFF keys or WKT) ``crs``?"""
-    same = _SAME_CRS.get((key, crs))
-    if same is None:
-        same = CRS.from_wkt(wkt) == CRS.from_user_input(crs)
-        if len(_SAME_CRS) > 256:
-            _SAME_CRS.clear()
-        _SAME_CRS[(key, crs)] = same
-    return same
 
 
 def read_direct(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> int | None:
@@ -278,27 +295,24 @@ def read_direct(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> 
     with raster:
         if raster.count != 3 or any(raster.data_type(band) != GDT_BYTE for band in (1, 2, 3)):
             return None
-        wkt, keys = raster.projection(), geotiff_keys(read_head(path, _HEAD_BYTES) or b"")
-        key = keys if keys is not None else wkt
-        if not wkt:
-            return None
         gdal_transform = raster.gdal_transform()
-        offset = aligned_offset(gdal_transform, grid) if _same_crs(key, wkt, grid.crs) else None
+        offset = aligned_offset(gdal_transform, grid) if same_crs(raster, path, grid.crs) else None
         if offset is not None:
-            col0, row0 = window.col_off - offset[0], window.row_off - offset[1]
-            c0, r0 = max(0, col0), max(0, row0)
-            c1, r1 = min(raster.width, col0 + window.width), min(raster.height, row0 + window.height)
-            if c1 <= c0 or r1 <= r0:
+            part = aligned_part(offset, raster.width, raster.height, window)
+            if part is None:
                 out[...] = 0
                 return 0
-            part = Window(c0, r0, c1 - c0, r1 - r0)
             if (part.width, part.height) == (window.width, window.height) and out.flags.c_contiguous:
                 _read(raster, url, part, out)
             else:
                 out[...] = 0
-                _read(raster, url, part, out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0])
-            return _block_bytes(raster, part)
-        pixel_map = _pixel_map((key, gdal_transform, raster.width, raster.height, grid, window), wkt, url)
+                rows, cols = part.row_off + offset[1] - window.row_off, part.col_off + offset[0] - window.col_off
+                _read(raster, url, part, out[:, rows:rows + part.height, cols:cols + part.width])
+            return raster_block_bytes(raster, part)
+        wkt = raster.projection()
+        if not wkt:
+            return None
+        pixel_map = _pixel_map((wkt, gdal_transform, raster.width, raster.height, grid, window), wkt, url)
         if pixel_map is None:
             return None
         if pixel_map.region is None:
@@ -308,7 +322,7 @@ def read_direct(url: str, out: np.ndarray, grid: RasterGrid, window: Window) -> 
         pixels = np.empty((3, region.height, region.width), np.uint8)
         _read(raster, url, region, pixels)
         _mapped(pixels, pixel_map, out)
-        return _block_bytes(raster, pixel_map.source) if pixel_map.source is not None else 0
+        return raster_block_bytes(raster, pixel_map.source) if pixel_map.source is not None else 0
 
 
 def _read(raster: Raster, url: str, part: Window, out: np.ndarray) -> None:
@@ -329,7 +343,7 @@ def _mapped(pixels: np.ndarray, pixel_map: _PixelMap, out: np.ndarray) -> np.nda
 
 
 def _pixel_map(key: tuple, wkt: str, url: str) -> _PixelMap | None:
-    """The pixel map of ``key`` (CRS key, geotransform, size, grid, window): built once, kept."""
+    """The pixel map of ``key`` (WKT, geotransform, size, grid, window): built once, kept."""
     with _maps_lock:
         pixel_map = _maps.get(key)
         if pixel_map is None:
@@ -383,18 +397,3 @@ def _build_map(pixel_map: _PixelMap, wkt: str, gdal_transform: tuple, width: int
         pixels = ds.read((1, 2, 3), window=RioWindow(region.col_off, region.row_off, region.width, region.height))
     if not np.array_equal(_mapped(pixels, pixel_map, np.empty_like(warped)), warped):
         pixel_map.index = None
-
-
-def _block_bytes(raster: Raster, window: Window) -> int:
-    """Compressed bytes of the blocks ``window`` touches (the TIFF's block sizes; 0 when unknown)."""
-    block_h, block_w = raster.block_shape(1)
-    bands = (1, 2, 3) if (raster.metadata_item("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() == "BAND" else (1,)
-    total = 0
-    for by in range(window.row_off // block_h, (window.row_off + window.height - 1) // block_h + 1):
-        for bx in range(window.col_off // block_w, (window.col_off + window.width - 1) // block_w + 1):
-            for band in bands:
-                size = raster.metadata_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", band)
-                if size is None:
-                    return 0
-                total += int(size)
-    return total
